@@ -1,0 +1,1 @@
+"""The state tree: types, nodes, actions, views, snapshots and patches. Knows nothing of LLMs."""

@@ -1,0 +1,308 @@
+"""The tree functions users call: navigation, identity, liveness, protection, action listeners, middleware."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from mst_llm.core import lifecycle
+from mst_llm.core.node import (
+    add_listener,
+    check_alive,
+    is_alive,
+    is_node,
+    path_of,
+    path_parts_of,
+    root_of,
+    tree_of,
+    walk_nodes,
+)
+from mst_llm.core.patch import split_json_path
+from mst_llm.core.snapshot import get_snapshot, node_type
+from mst_llm.core.transaction import ActionCall, current_tx, run_action, write_tx
+from mst_llm.errors import MSTError, PathNotFoundError
+
+T = TypeVar("T")
+
+__all__ = [
+    "ActionCall",
+    "add_middleware",
+    "apply_action",
+    "clone",
+    "destroy",
+    "detach",
+    "get_env",
+    "get_identifier",
+    "get_parent",
+    "get_parent_of_type",
+    "get_path",
+    "get_path_parts",
+    "get_root",
+    "get_type",
+    "has_parent",
+    "is_alive",
+    "is_protected",
+    "is_root",
+    "is_state_tree_node",
+    "on_action",
+    "protect",
+    "record_actions",
+    "resolve_identifier",
+    "resolve_path",
+    "try_resolve",
+    "unprotect",
+    "walk",
+]
+
+
+def _node(value: Any) -> Any:
+    if not is_node(value):
+        raise MSTError(f"expected a tree node, got {type(value).__name__}")
+    return value
+
+
+def is_state_tree_node(value: Any) -> bool:
+    return is_node(value)
+
+
+def get_parent(node: Any, depth: int = 1) -> Any:
+    """The ancestor ``depth`` levels up (MSTError if there is none)."""
+    current = _node(node)
+    for _ in range(depth):
+        current = current._parent
+        if current is None:
+            raise MSTError(f"{type(node).__name__} node has no parent {depth} level(s) up")
+    return current
+
+
+def has_parent(node: Any, depth: int = 1) -> bool:
+    current = _node(node)
+    for _ in range(depth):
+        current = current._parent
+        if current is None:
+            return False
+    return True
+
+
+def get_parent_of_type(node: Any, cls: type[T]) -> T:
+    current = _node(node)._parent
+    while current is not None:
+        if isinstance(current, cls):
+            return current
+        current = current._parent
+    raise MSTError(f"{type(node).__name__} node has no ancestor of type {cls.__name__}")
+
+
+def get_root(node: Any) -> Any:
+    return root_of(_node(node))
+
+
+def is_root(node: Any) -> bool:
+    return _node(node)._parent is None
+
+
+def get_path(node: Any) -> str:
+    return path_of(_node(node))
+
+
+def get_path_parts(node: Any) -> list[str]:
+    return [str(part) for part in path_parts_of(_node(node))]
+
+
+def resolve_path(node: Any, path: str) -> Any:
+    """The value at a JSON pointer relative to ``node`` (PathNotFoundError when absent)."""
+    current: Any = _node(node)
+    parts = split_json_path(path)
+    for part in parts:
+        kind = getattr(type(current), "_mst_kind", None)
+        if part == "..":
+            current = current._parent if kind is not None else None
+            if current is None:
+                raise PathNotFoundError(f"{path!r}: no parent to go up to")
+            continue
+        if kind == "model":
+            fields = type(current)._mst_fields
+            if part not in fields:
+                raise PathNotFoundError(f"{path!r}: {type(current).__name__} has no field {part!r}")
+            current = getattr(current, part)
+        elif kind == "list":
+            if not part.isdigit() or int(part) >= len(current):
+                raise PathNotFoundError(f"{path!r}: no index {part!r} in a list of {len(current)}")
+            current = current[int(part)]
+        elif kind == "dict":
+            if part not in current:
+                raise PathNotFoundError(f"{path!r}: no key {part!r}")
+            current = current[part]
+        else:
+            raise PathNotFoundError(f"{path!r}: cannot descend into {type(current).__name__} at {part!r}")
+    return current
+
+
+def try_resolve(node: Any, path: str) -> Any:
+    try:
+        return resolve_path(node, path)
+    except (PathNotFoundError, MSTError):
+        return None
+
+
+def get_identifier(node: Any) -> str | None:
+    return _node(node)._mst_identifier()  # type: ignore[no-any-return]
+
+
+def resolve_identifier(cls: type[T], node: Any, identifier: str | int) -> T | None:
+    """The node of type ``cls`` with ``identifier`` in ``node``'s tree, or None."""
+    cls._mst_prepare()  # type: ignore[attr-defined]
+    family = cls._mst_id_family  # type: ignore[attr-defined]
+    if family is None:
+        raise MSTError(f"{cls.__name__} has no identifier field")
+    found = tree_of(_node(node)).ids.get(family, {}).get(str(identifier))
+    return found if found is not None and isinstance(found, cls) else None
+
+
+def get_env(node: Any) -> Any:
+    return tree_of(_node(node)).env
+
+
+def get_type(node: Any) -> Any:
+    """The model class for model nodes; the list/dict type object for containers."""
+    node = _node(node)
+    cls = type(node)
+    if getattr(cls, "_mst_dead", False):
+        cls = cls.__mro__[1]
+    return cls if cls._mst_kind == "model" else node._type
+
+
+def walk(node: Any, fn: Callable[[Any], Any]) -> None:
+    """Call ``fn`` on every node of the subtree, children before parents (as MST does)."""
+    nodes = list(walk_nodes(_node(node)))
+    for current in reversed(nodes):
+        fn(current)
+
+
+def protect(node: Any) -> None:
+    tree_of(_node(node)).protected = True
+
+
+def unprotect(node: Any) -> None:
+    root = root_of(_node(node))
+    if root is not node:
+        raise MSTError("unprotect() works on the root of a tree")
+    root._tree.protected = False
+
+
+def is_protected(node: Any) -> bool:
+    return bool(tree_of(_node(node)).protected)
+
+
+def detach(node: Any) -> Any:
+    """Take ``node`` out of its parent, alive, as the root of a new tree (emits the removal patch)."""
+    _node(node)
+    check_alive(node)
+    if node._parent is None:
+        return node
+    _remove_from_parent(node, detach=True)
+    return node
+
+
+def destroy(node: Any) -> None:
+    """Remove ``node`` from its tree and kill it; later use raises DeadNodeError."""
+    _node(node)
+    if not is_alive(node):
+        return
+    if node._parent is None:
+        lifecycle.kill_root(node)
+        return
+    _remove_from_parent(node, detach=False)
+
+
+def _remove_from_parent(node: Any, detach: bool) -> None:
+    parent = node._parent
+    key = node._key
+
+    def remove(parent: Any) -> None:
+        if detach:
+            lifecycle.detach_child(current_tx(), node)  # type: ignore[arg-type]
+        kind = parent._mst_kind
+        if kind == "list":
+            parent._mst_splice(key, 1, [])
+        elif kind == "dict":
+            del parent[key]
+        else:
+            setattr(parent, key, None)
+
+    write_tx(parent)  # raises ProtectionError where the change is not allowed
+    run_action(parent, None, remove, (), {})
+
+
+def clone(node: Any, keep_env: bool = True) -> Any:
+    """A new tree equal to ``node``'s subtree (with the same env unless ``keep_env`` is False)."""
+    node = _node(node)
+    snapshot = get_snapshot(node)
+    type_ = node_type(node)
+    cls = get_type(node)
+    env = tree_of(node).env if keep_env and is_alive(node) else None
+    if isinstance(cls, type):
+        return cls.create(snapshot, env=env)
+    from mst_llm.core.node import Tree, register_subtree
+
+    copy = type_.create(snapshot)
+    copy._tree = Tree(env)
+    register_subtree(copy._tree, copy)
+    return copy
+
+
+# --- action listeners and middleware ---------------------------------------------------------------------
+
+
+def on_action(node: Any, listener: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+    """Call ``listener({"name", "path", "args"})`` after each outermost action on ``node``'s subtree."""
+    return add_listener(_node(node), "action", listener)
+
+
+def add_middleware(node: Any, handler: Callable[[ActionCall, Callable[..., Any]], Any]) -> Callable[[], None]:
+    """Intercept every action call on ``node``'s subtree: ``handler(call, next_)`` returns ``next_(call)``."""
+    return add_listener(_node(node), "middleware", handler)
+
+
+def apply_action(node: Any, call: dict[str, Any] | list[dict[str, Any]]) -> Any:
+    """Replay a serialised action call (or a list of them) on ``node``'s subtree."""
+    from mst_llm.core.patch import apply_patch
+    from mst_llm.core.snapshot import apply_snapshot
+
+    calls = call if isinstance(call, list) else [call]
+    result = None
+    for one in calls:
+        target = resolve_path(node, one.get("path", ""))
+        name = one["name"]
+        args = one.get("args", [])
+        kwargs = one.get("kwargs", {})
+        if name == "@APPLY_PATCHES":
+            result = apply_patch(target, args[0])
+        elif name == "@APPLY_SNAPSHOT":
+            result = apply_snapshot(target, args[0])
+        else:
+            method = getattr(type(target), name, None)
+            if method is None or not getattr(method, "_mst_action", False):
+                raise MSTError(f"{type(target).__name__} has no action {name!r}")
+            result = getattr(target, name)(*args, **kwargs)
+    return result
+
+
+class ActionRecorder:
+    """Records the serialised action calls on a subtree."""
+
+    def __init__(self, node: Any) -> None:
+        self.actions: list[dict[str, Any]] = []
+        self._dispose: Callable[[], None] | None = on_action(node, self.actions.append)
+
+    def stop(self) -> None:
+        if self._dispose is not None:
+            self._dispose()
+            self._dispose = None
+
+    def replay(self, target: Any) -> None:
+        apply_action(target, list(self.actions))
+
+
+def record_actions(node: Any) -> ActionRecorder:
+    return ActionRecorder(node)

@@ -1,0 +1,214 @@
+"""Attaching, removing and destroying nodes inside a transaction, with their lifecycle hooks.
+
+A removed node dies at once (its class is swapped for a dead twin whose attribute access raises
+DeadNodeError, so live nodes pay nothing for the check); a rollback revives the very same objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from mst_llm.core import reactivity
+from mst_llm.core.node import Tree, register_subtree, root_of, tree_of, unregister_subtree, walk_nodes
+from mst_llm.core.transaction import Transaction, run_action
+from mst_llm.errors import DeadNodeError, ValidationError
+
+HOOK_NAMES = ("after_create", "after_attach", "before_detach", "before_destroy")
+
+# Set to True by @model as soon as any model class defines a lifecycle hook; lets hook-free schemas skip walks.
+hooks_in_use = False
+
+
+def attach(tx: Transaction, child: Any, parent: Any, key: Any) -> None:
+    """Make the root ``child`` a child of ``parent`` at ``key`` and enter its identifiers into the tree."""
+    if child._parent is not None:
+        raise ValidationError([("", f"{type(child).__name__} node is already in a tree; detach() it first")])
+    tree = tree_of(parent)
+    register_subtree(tree, child)
+    old_tree = child._tree
+    child._parent = parent
+    child._key = key
+    child._tree = None
+    tx.undo.append((_unattach, child, tree, old_tree))
+    if hooks_in_use:
+        fire_created(child, attached=True)
+
+
+def _unattach(child: Any, tree: Tree, old_tree: Tree | None) -> None:
+    unregister_subtree(tree, child)
+    child._parent = None
+    child._tree = old_tree
+
+
+def remove(tx: Transaction, node: Any) -> None:
+    """Take ``node`` out of its parent for good: run before_destroy hooks, unregister and kill its subtree."""
+    if hooks_in_use:
+        for current in _post_order(node):
+            hook = getattr(type(current), "before_destroy", None)
+            if hook is not None:
+                run_action(current, "before_destroy", hook, (), {})
+    _snapshot_of(node)
+    tree = tree_of(node)
+    removed = unregister_subtree(tree, node)
+    families = [
+        (type(n)._mst_id_family, n._mst_identifier())
+        for n in walk_nodes(node)
+        if getattr(type(n), "_mst_id_family", None) is not None
+    ]
+    nodes = list(walk_nodes(node))
+    for current in nodes:
+        _kill(current)
+    parent, key = node._parent, node._key
+    node._parent = None
+    tx.removed.extend(family_id for family_id in families if family_id[1] in removed)
+    tx.undo.append((_revive, node, parent, key, nodes, tree))
+
+
+def _revive(node: Any, parent: Any, key: Any, nodes: list[Any], tree: Tree) -> None:
+    for current in nodes:
+        current.__class__ = current.__class__.__mro__[1]
+        if current._obs:
+            reactivity.notify_all(current)
+    node._parent = parent
+    node._key = key
+    register_subtree(tree, node)
+
+
+def _kill(node: Any) -> None:
+    views = getattr(node, "_views", None)
+    if views:
+        for computed in views.values():
+            computed.dispose()
+        node._views = None
+    if node._obs:
+        reactivity.notify_all(node)
+    node.__class__ = dead_class(type(node))
+
+
+def kill_root(node: Any) -> None:
+    """Destroy a whole tree (outside any transaction)."""
+    if hooks_in_use:
+        for current in _post_order(node):
+            hook = getattr(type(current), "before_destroy", None)
+            if hook is not None:
+                run_action(current, "before_destroy", hook, (), {})
+    _snapshot_of(node)
+    for current in list(walk_nodes(node)):
+        _kill(current)
+
+
+def detach_child(tx: Transaction, node: Any) -> Tree:
+    """Take ``node`` out of its tree alive, as the root of a new tree; returns the new tree."""
+    if hooks_in_use:
+        hook = getattr(type(node), "before_detach", None)
+        if hook is not None:
+            run_action(node, "before_detach", hook, (), {})
+    old_tree = tree_of(node)
+    removed = unregister_subtree(old_tree, node)
+    new_tree = Tree(old_tree.env)
+    new_tree.protected = old_tree.protected
+    parent, key = node._parent, node._key
+    node._parent = None
+    node._tree = new_tree
+    register_subtree(new_tree, node)
+    tx.removed.extend(
+        (type(n)._mst_id_family, n._mst_identifier())
+        for n in walk_nodes(node)
+        if getattr(type(n), "_mst_id_family", None) is not None and n._mst_identifier() in removed
+    )
+    tx.undo.append((_undetach, node, parent, key, old_tree))
+    return new_tree
+
+
+def _undetach(node: Any, parent: Any, key: Any, old_tree: Tree) -> None:
+    node._parent = parent
+    node._key = key
+    node._tree = None
+    register_subtree(old_tree, node)
+
+
+# Nodes built since the last flush that define after_create/after_attach, children before parents.
+pending: list[Any] = []
+
+
+def fire_created(node: Any, attached: bool) -> None:
+    """Run after_create (children first) for the nodes built for this subtree, then after_attach (parents
+    first) for the built nodes below a parent and for ``node`` itself when it was attached."""
+    global pending
+    fresh, pending = pending, []
+    for current in fresh:
+        hook = getattr(type(current), "after_create", None)
+        if hook is not None:
+            run_action(current, "after_create", hook, (), {})
+    if attached and not any(current is node for current in fresh):
+        fresh.append(node)
+    for current in reversed(fresh):
+        hook = getattr(type(current), "after_attach", None)
+        if hook is not None and current._parent is not None:
+            run_action(current, "after_attach", hook, (), {})
+
+
+def _post_order(node: Any) -> list[Any]:
+    order = list(walk_nodes(node))
+    order.reverse()
+    return order
+
+
+def _snapshot_of(node: Any) -> Any:
+    from mst_llm.core.snapshot import get_snapshot
+
+    return get_snapshot(node)
+
+
+_dead_classes: dict[type, type] = {}
+
+
+def dead_class(cls: type) -> type:
+    """The dead twin of a node class: same layout, every public use raises DeadNodeError."""
+    dead = _dead_classes.get(cls)
+    if dead is None:
+        dead = _dead_classes[cls] = _make_dead_class(cls)
+    return dead
+
+
+def _dead(self: Any, *args: Any, **kwargs: Any) -> NoReturn:
+    raise DeadNodeError(
+        f"{type(self).__mro__[1].__name__} node is dead (it was removed from its tree or destroyed); "
+        "use get_snapshot() for its last state"
+    )
+
+
+def _make_dead_class(cls: type) -> type:
+    def __getattribute__(self: Any, name: str) -> Any:
+        if name[0] == "_":
+            return object.__getattribute__(self, name)
+        _dead(self)
+
+    def __setattr__(self: Any, name: str, value: Any) -> None:
+        if name[0] == "_" and name not in type(self).__mro__[1].__dict__.get("_mst_field_names", ()):
+            object.__setattr__(self, name, value)
+            return
+        _dead(self)
+
+    def __repr__(self: Any) -> str:
+        return f"<dead {cls.__name__} node>"
+
+    namespace: dict[str, Any] = {
+        "__slots__": (),
+        "_mst_dead": True,
+        "__getattribute__": __getattribute__,
+        "__setattr__": __setattr__,
+        "__repr__": __repr__,
+    }
+    if issubclass(cls, (list, dict)):
+        for name in (
+            "__len__", "__iter__", "__getitem__", "__contains__", "__setitem__", "__delitem__", "__eq__",
+            "__iadd__", "__reversed__", "__bool__",
+        ):
+            namespace[name] = _dead
+        namespace["__hash__"] = None
+    return type(f"Dead{cls.__name__}", (cls,), namespace)
+
+
+def is_root_node(node: Any) -> bool:
+    return root_of(node) is node

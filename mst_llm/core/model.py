@@ -1,0 +1,662 @@
+"""@model, @action, @view and @flow: annotated classes become attrs classes whose instances are tree nodes.
+
+Fields are attrs slots guarded by descriptors: reads are plain slot reads (plus dependency tracking while a
+view computes); writes go through the transaction (see write.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import attrs
+
+from mst_llm.core import collections, lifecycle, reactivity
+from mst_llm.core.collections import STRUCTURE, _adopt
+from mst_llm.core.frozen import FrozenDict, frozen_dict
+from mst_llm.core.node import ModelNodeBase, Tree, is_node, register_subtree, tree_of
+from mst_llm.core.reactivity import Computed
+from mst_llm.core.transaction import run_action, run_bare, write_tx
+from mst_llm.core.types import (
+    MISSING,
+    FrozenType,
+    IdentifierType,
+    ListType,
+    DictType,
+    ModelType,
+    Nullable,
+    ReferenceType,
+    Type,
+    strip_late,
+    Volatile,
+    WithDefault,
+    _unwrap,
+    to_type,
+)
+from mst_llm.core.write import validate_at, write
+from mst_llm.errors import InvalidReferenceError, ValidationError
+
+C = TypeVar("C", bound=type)
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Every model class by name, so that string annotations resolve even for classes defined inside functions.
+registry: weakref.WeakValueDictionary[str, type] = weakref.WeakValueDictionary()
+
+
+class FieldSpec:
+    """One declared field of a model class."""
+
+    __slots__ = ("annotation", "create", "default", "get", "is_node", "kind", "name", "plain", "set", "snapshot",
+                 "type", "volatile")
+
+    def __init__(self, name: str, annotation: Any, default: Any, namespace: Mapping[str, Any]) -> None:
+        self.name = name
+        self.annotation = annotation
+        self.volatile: Volatile | None = default if isinstance(default, Volatile) else None
+        self.default = MISSING if self.volatile is not None else default
+        type_ = to_type(annotation, namespace) if self.volatile is None else FrozenType()
+        if self.default is not MISSING:
+            type_ = WithDefault(type_, self.default)
+        self.type: Type = type_
+        self.kind = "plain"
+        self.get: Callable[[Any], Any] = _unset
+        self.set: Callable[[Any, Any], None] = _unset
+
+    def resolve(self) -> None:
+        """Decide how the field is read and written once its (possibly late) type is known."""
+        self.type = strip_late(self.type)
+        self.create = self.type.create
+        self.snapshot = self.type.snapshot
+        self.is_node = self.type.is_node
+        self.plain = self.type.is_plain
+        base = _unwrap(self.type)
+        inner = _unwrap(base.inner) if isinstance(base, Nullable) else base
+        if self.volatile is not None:
+            self.kind = "volatile"
+        elif isinstance(base, IdentifierType):
+            self.kind = "identifier"
+        elif isinstance(inner, ReferenceType):
+            self.kind = "reference"
+        elif isinstance(inner, (ListType, DictType)):
+            self.kind = "container"
+        else:
+            self.kind = "plain"
+
+
+def _unset(*args: Any) -> Any:
+    raise AssertionError("field accessor used before the model class was prepared")
+
+
+class _Field:
+    """Data descriptor for a plain field (primitives, frozen values, nested models)."""
+
+    __slots__ = ("get", "name", "spec")
+
+    def __init__(self, spec: FieldSpec) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.get = spec.get
+
+    def __get__(self, node: Any, owner: Any = None) -> Any:
+        if node is None:
+            return self
+        if reactivity._tracker is not None:
+            reactivity._tracker.add((node, self.name))
+        return self.get(node)
+
+    def __set__(self, node: Any, value: Any) -> None:
+        tx = write_tx(node)
+        if tx is None:
+            run_bare(node, _set_field, self.spec, value)
+            return
+        write(tx, node, self.name, self.spec.type, self.get(node), value)
+
+
+def _set_field(node: Any, spec: FieldSpec, value: Any) -> None:
+    setattr(node, spec.name, value)
+
+
+class _ContainerField(_Field):
+    """A list or dict field: reading it inside a view also tracks the container's items."""
+
+    __slots__ = ()
+
+    def __get__(self, node: Any, owner: Any = None) -> Any:
+        if node is None:
+            return self
+        value = self.get(node)
+        tracker = reactivity._tracker
+        if tracker is not None:
+            tracker.add((node, self.name))
+            if value is not None:
+                tracker.add((value, STRUCTURE))
+        return value
+
+
+class _IdentifierField(_Field):
+    __slots__ = ()
+
+    def __set__(self, node: Any, value: Any) -> None:
+        if value == self.get(node):
+            return
+        raise ValidationError(
+            [(f"/{self.name}", f"identifiers are immutable (is {self.get(node)!r}, got {value!r})")]
+        )
+
+
+class _ReferenceField(_Field):
+    """Holds an identifier; reading resolves it to the node in the same tree."""
+
+    __slots__ = ()
+
+    def __get__(self, node: Any, owner: Any = None) -> Any:
+        if node is None:
+            return self
+        if reactivity._tracker is not None:
+            reactivity._tracker.add((node, self.name))
+        ident = self.get(node)
+        if ident is None:
+            return None
+        return resolve_reference(node, self.spec.type, ident)
+
+    def __set__(self, node: Any, value: Any) -> None:
+        super().__set__(node, value)
+        ident = self.get(node)
+        if ident is not None and reference_type_of(self.spec.type).safe:
+            register_safe_ref(None, self.spec.type, ident, node, self.name)
+
+
+class _VolatileField(_Field):
+    """Observable and protected like a field, but never in snapshots or patches."""
+
+    __slots__ = ()
+
+    def __set__(self, node: Any, value: Any) -> None:
+        tx = write_tx(node)
+        if tx is None:
+            run_bare(node, _set_field, self.spec, value)
+            return
+        current = self.get(node)
+        if current is value:
+            return
+        tx.undo.append((_restore_volatile, node, self.spec, current))
+        self.spec.set(node, value)
+        if node._obs is not None:
+            reactivity.notify(node, self.name)
+
+
+def _restore_volatile(node: Any, spec: FieldSpec, value: Any) -> None:
+    spec.set(node, value)
+    if node._obs is not None:
+        reactivity.notify(node, spec.name)
+
+
+_DESCRIPTORS = {
+    "plain": _Field,
+    "container": _ContainerField,
+    "identifier": _IdentifierField,
+    "reference": _ReferenceField,
+    "volatile": _VolatileField,
+}
+
+
+def reference_type_of(type_: Type) -> ReferenceType:
+    base = _unwrap(type_)
+    if isinstance(base, Nullable):
+        base = _unwrap(base.inner)
+    assert isinstance(base, ReferenceType)
+    return base
+
+
+def resolve_reference(holder: Any, type_: Type, ident: Any) -> Any:
+    """The node an identifier stored in ``holder`` refers to (InvalidReferenceError if it is not in the tree)."""
+    reference = reference_type_of(type_)
+    ids = tree_of(holder).ids
+    key = str(ident)
+    for family in reference.families():
+        index = ids.get(family)
+        if index is not None:
+            target = index.get(key)
+            if target is not None:
+                return target
+    raise InvalidReferenceError(
+        f"reference to {reference.target.name} {ident!r} cannot be resolved: no such identifier in the tree"
+    )
+
+
+class _View:
+    """A cached computed property."""
+
+    __slots__ = ("fn", "name")
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self.fn = fn
+        self.name = fn.__name__
+
+    def __get__(self, node: Any, owner: Any = None) -> Any:
+        if node is None:
+            return self
+        views = node._views
+        if views is None:
+            views = node._views = {}
+        computed = views.get(self.name)
+        if computed is None:
+            computed = views[self.name] = Computed(node, self.fn)
+        return computed.get()
+
+    def __set__(self, node: Any, value: Any) -> None:
+        raise AttributeError(f"view {self.name!r} is read-only")
+
+
+def view(fn: Callable[[Any], Any]) -> Any:
+    """Turn a method into a computed property, cached until something it read changes."""
+    return _View(fn)
+
+
+def action(fn: F) -> F:
+    """Make a method an action: the only way to change a protected tree; atomic; one transaction."""
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return run_action(self, name, fn, args, kwargs)
+
+    run._mst_action = True  # type: ignore[attr-defined]
+    return run  # type: ignore[return-value]
+
+
+class ModelNode(ModelNodeBase):
+    """Base of every @model class (so users can type against it)."""
+
+    __slots__ = ()
+
+    _mst_kind = "model"
+    _mst_id_family: type | None = None
+    _mst_fields: dict[str, FieldSpec]
+    _mst_field_names: tuple[str, ...]
+    _mst_specs: tuple[FieldSpec, ...]
+    _mst_volatiles: tuple[FieldSpec, ...]
+    _mst_id_field: str | None
+    _mst_type: ModelType
+    _mst_ready: bool
+    _mst_safe_refs: tuple[FieldSpec, ...]
+
+    def __new__(cls, snapshot: Mapping[str, Any] | None = None, /, **fields: Any) -> Any:
+        if snapshot is not None and fields:
+            raise TypeError("pass either a snapshot or keyword fields, not both")
+        return cls.create(snapshot if snapshot is not None else fields)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    @classmethod
+    def create(cls, snapshot: Mapping[str, Any] | None = None, env: Any = None) -> Any:
+        """Build a new root node from a snapshot (ValidationError lists every bad path)."""
+        cls._mst_prepare()
+        if snapshot is None:
+            snapshot = {}
+        cls._mst_type.check(snapshot)
+        node = cls._mst_type.create(snapshot)
+        if node._parent is not None:
+            raise ValidationError([("", f"{cls.__name__} node is already in a tree; detach() it first")])
+        if node._tree is None:
+            tree = Tree(env)
+            register_subtree(tree, node)
+            node._tree = tree
+        elif env is not None:
+            node._tree.env = env
+        if lifecycle.hooks_in_use:
+            lifecycle.fire_created(node, attached=False)
+        return node
+
+    @classmethod
+    def _mst_prepare(cls) -> None:
+        if cls.__dict__.get("_mst_ready"):
+            return
+        for spec in cls._mst_fields.values():
+            spec.type.optional  # noqa: B018  (forces late types to resolve)
+            spec.resolve()
+            descriptor = _DESCRIPTORS[spec.kind](spec)
+            setattr(cls, spec.name, descriptor)
+        ids = [spec.name for spec in cls._mst_fields.values() if spec.kind == "identifier"]
+        if len(ids) > 1:
+            raise TypeError(f"{cls.__name__} declares more than one identifier: {ids}")
+        cls._mst_id_field = ids[0] if ids else None
+        cls._mst_id_family = _id_family(cls) if ids else None
+        cls._mst_specs = tuple(spec for spec in cls._mst_fields.values() if spec.volatile is None)
+        cls._mst_volatiles = tuple(spec for spec in cls._mst_fields.values() if spec.volatile is not None)
+        cls._mst_safe_refs = tuple(
+            spec for spec in cls._mst_specs if spec.kind == "reference" and reference_type_of(spec.type).safe
+        )
+        cls._mst_ready = True
+
+    @classmethod
+    def _mst_validate(cls, snapshot: Mapping[str, Any], path: str, errors: list[tuple[str, str]]) -> None:
+        cls._mst_prepare()
+        present = 0
+        for spec in cls._mst_specs:
+            value = snapshot.get(spec.name, MISSING)
+            if value is MISSING:
+                if not spec.type.optional:
+                    errors.append((f"{path}/{spec.name}", f"required field {spec.name!r} is missing"))
+                continue
+            present += 1
+            spec.type.validate(value, f"{path}/{spec.name}", errors)
+        if present != len(snapshot):
+            for key in snapshot:
+                if key not in cls._mst_fields or cls._mst_fields[key].volatile is not None:
+                    errors.append((f"{path}/{key}", f"unknown field {key!r} for {cls.__name__}"))
+
+    @classmethod
+    def _mst_build(cls, snapshot: Mapping[str, Any]) -> Any:
+        cls._mst_prepare()
+        node = object.__new__(cls)
+        node._parent = node._key = node._snap = node._obs = node._hooks = node._tree = node._views = None
+        for spec in cls._mst_specs:
+            value = snapshot.get(spec.name, MISSING)
+            if value is MISSING:
+                value = spec.type.default_snapshot()
+            stored = spec.create(value)
+            spec.set(node, stored)
+            if spec.is_node and stored is not None:
+                _adopt(stored, node, spec.name)
+        for spec in cls._mst_volatiles:
+            spec.set(node, spec.volatile.initial())  # type: ignore[union-attr]
+        if lifecycle.hooks_in_use and cls._mst_has_hooks:
+            lifecycle.pending.append(node)
+        return node
+
+    _mst_has_hooks = False
+
+    # --- tree protocol ---------------------------------------------------------------------------------
+
+    def _mst_children(self) -> list[Any]:
+        result = []
+        for spec in type(self)._mst_specs:
+            if spec.is_node:
+                value = spec.get(self)
+                if value is not None:
+                    result.append(value)
+        return result
+
+    def _mst_identifier(self) -> str | None:
+        field = type(self)._mst_id_field
+        if field is None:
+            return None
+        value = type(self)._mst_fields[field].get(self)
+        return None if value is None else str(value)
+
+    def _mst_register_refs(self, tree: Tree) -> None:
+        for spec in type(self)._mst_safe_refs:
+            ident = spec.get(self)
+            if ident is not None:
+                register_safe_ref(tree, spec.type, ident, self, spec.name)
+
+    def _mst_store(self, key: str, value: Any) -> None:
+        type(self)._mst_fields[key].set(self, value)
+
+    def _mst_dirty(self, key: Any) -> None:
+        self._snap = None
+
+    def _mst_snapshot(self) -> FrozenDict:
+        snap = frozen_dict(
+            [
+                (spec.name, spec.get(self) if spec.plain else spec.snapshot(spec.get(self)))
+                for spec in type(self)._mst_specs
+            ]
+        )
+        self._snap = snap
+        return snap
+
+    def _mst_snapshot_now(self) -> FrozenDict:
+        snap = self._snap
+        return self._mst_snapshot() if snap is None else snap
+
+    def _mst_reconcile(self, snapshot: Mapping[str, Any]) -> None:
+        """Apply a (validated) snapshot field by field, reconciling children in place."""
+        if snapshot is self._snap:
+            return
+        tx = write_tx(self)
+        if tx is None:
+            run_bare(self, ModelNode._mst_reconcile, snapshot)
+            return
+        from mst_llm.core.transaction import rollback_to
+
+        mark = tx.mark()
+        try:
+            for spec in type(self)._mst_specs:
+                value = snapshot.get(spec.name, MISSING)
+                if value is MISSING:
+                    value = spec.type.default_snapshot()
+                if spec.kind == "identifier":
+                    continue
+                write(tx, self, spec.name, spec.type, spec.get(self), value)
+        except BaseException:
+            rollback_to(tx, mark)
+            raise
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{spec.name}={spec.get(self)!r}" for spec in type(self)._mst_specs)
+        return f"{type(self).__name__}({fields})"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("tree nodes cannot be pickled; pickle get_snapshot(node) instead")
+
+
+def _id_family(cls: type) -> type:
+    """Identifiers are unique per declaring model type: subclasses share their base's index."""
+    family = cls
+    for base in cls.__mro__[1:]:
+        if isinstance(base.__dict__.get("_mst_type"), ModelType) and base.__dict__.get("_mst_id_field"):
+            family = base
+    return family
+
+
+def register_safe_ref(tree: Tree | None, type_: Type, ident: Any, holder: Any, key: Any) -> None:
+    reference = reference_type_of(type_)
+    if tree is None:
+        tree = tree_of(holder)
+    for family in reference.families():
+        tree.safe_refs.setdefault((family, str(ident)), []).append((holder, key))  # type: ignore[arg-type]
+
+
+def _register_container_refs(
+    tree: Tree | None, item_type: Type, holder: Any, key: Any, values: Any
+) -> None:
+    base = _unwrap(item_type)
+    if isinstance(base, Nullable):
+        base = _unwrap(base.inner)
+    if not isinstance(base, ReferenceType) or not base.safe:
+        return
+    for value in values:
+        slot, ident = value if isinstance(holder, dict) else (key, value)
+        if ident is not None:
+            register_safe_ref(tree, base, ident, holder, slot)
+
+
+collections._register_safe_refs = _register_container_refs
+
+
+# --- @model -----------------------------------------------------------------------------------------------
+
+_HOOK_NAMES = frozenset(lifecycle.HOOK_NAMES)
+
+
+def model(cls: C) -> C:
+    """Turn an annotated class into a tree model (an attrs class whose instances are nodes)."""
+    module = sys.modules.get(cls.__module__)
+    namespace: dict[str, Any] = dict(vars(module)) if module is not None else {}
+    caller = sys._getframe(1)
+    if caller.f_code.co_name != "<module>":
+        namespace.update(caller.f_locals)
+    namespace = _LiveNamespace(namespace, module)
+    own_annotations = cls.__dict__.get("__annotations__", {})
+    bases = tuple(base for base in cls.__bases__ if base is not object)
+    model_bases = [base for base in bases if isinstance(base.__dict__.get("_mst_type"), ModelType)]
+    fields: dict[str, FieldSpec] = {}
+    for base in reversed(model_bases):
+        fields.update(base._mst_fields)  # type: ignore[attr-defined]
+    for name, annotation in own_annotations.items():
+        if name.startswith("__") or _is_classvar(annotation):
+            continue
+        fields[name] = FieldSpec(name, annotation, cls.__dict__.get(name, MISSING), namespace)
+
+    body = {
+        key: value
+        for key, value in cls.__dict__.items()
+        if key not in fields and key not in ("__dict__", "__weakref__")
+    }
+    body["__annotations__"] = {}
+    new_bases = tuple(model_bases) or (ModelNode,)
+    extra_bases = tuple(base for base in bases if base not in model_bases)
+    built = type(cls.__name__, (*new_bases, *extra_bases), body)
+    built.__qualname__ = cls.__qualname__
+    built.__module__ = cls.__module__
+    own_fields = {name: spec for name, spec in fields.items() if name not in _inherited(model_bases)}
+    built = attrs.define(
+        built,
+        these={name: attrs.field() for name in own_fields},
+        slots=True,
+        eq=False,
+        init=False,
+        repr=False,
+        weakref_slot=False,
+    )
+    for name, spec in fields.items():
+        member = _member(built, name)
+        spec_for_class = spec if name in own_fields else _copy_spec(spec)
+        spec_for_class.get = member.__get__  # type: ignore[assignment]
+        spec_for_class.set = member.__set__
+        fields[name] = spec_for_class
+    built._mst_fields = fields  # type: ignore[attr-defined]
+    built._mst_field_names = tuple(fields)  # type: ignore[attr-defined]
+    built._mst_type = ModelType(built)  # type: ignore[attr-defined]
+    built._mst_ready = False  # type: ignore[attr-defined]
+    built._mst_has_hooks = any(hasattr(built, hook) for hook in _HOOK_NAMES)  # type: ignore[attr-defined]
+    if built._mst_has_hooks:  # type: ignore[attr-defined]
+        lifecycle.hooks_in_use = True
+    _fix_class_cells(cls, built)
+    registry[cls.__name__] = built
+    return built  # type: ignore[return-value]
+
+
+class _LiveNamespace(dict[str, Any]):
+    """The defining scope's names, falling back to the module's current globals for names defined later."""
+
+    def __init__(self, names: dict[str, Any], module: Any) -> None:
+        super().__init__(names)
+        self.module = module
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key) or (self.module is not None and hasattr(self.module, str(key)))
+
+    def __getitem__(self, key: str) -> Any:
+        if dict.__contains__(self, key):
+            return dict.__getitem__(self, key)
+        if self.module is not None and hasattr(self.module, key):
+            return getattr(self.module, key)
+        raise KeyError(key)
+
+
+def _inherited(model_bases: list[type]) -> set[str]:
+    names: set[str] = set()
+    for base in model_bases:
+        names.update(base._mst_fields)  # type: ignore[attr-defined]
+    return names
+
+
+def _copy_spec(spec: FieldSpec) -> FieldSpec:
+    copy = object.__new__(FieldSpec)
+    for slot in FieldSpec.__slots__:
+        setattr(copy, slot, getattr(spec, slot))
+    return copy
+
+
+def _member(cls: type, name: str) -> Any:
+    for klass in cls.__mro__:
+        if name in klass.__dict__ and hasattr(klass.__dict__[name], "__set__"):
+            member = klass.__dict__[name]
+            if type(member).__name__ == "member_descriptor":
+                return member
+    raise AssertionError(f"no slot for field {name!r} on {cls.__name__}")
+
+
+def _is_classvar(annotation: Any) -> bool:
+    text = annotation if isinstance(annotation, str) else repr(annotation)
+    return text.startswith(("ClassVar", "typing.ClassVar"))
+
+
+def _fix_class_cells(original: type, built: type) -> None:
+    """Point zero-argument super() / __class__ cells of the methods at the built class."""
+    for value in vars(built).values():
+        func = getattr(value, "__func__", value)
+        func = getattr(func, "__wrapped__", func)
+        closure = getattr(func, "__closure__", None)
+        for cell in closure or ():
+            try:
+                if cell.cell_contents is original:
+                    cell.cell_contents = built
+            except ValueError:
+                continue
+
+
+# --- flows ------------------------------------------------------------------------------------------------
+
+
+class _Yield:
+    """Hands one value yielded by the inner coroutine to the event loop and returns what it sends back."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self) -> Any:
+        return (yield self.value)
+
+
+def flow(fn: F) -> F:
+    """An async action: each synchronous segment between awaits runs as its own action (transaction)."""
+    if not inspect.iscoroutinefunction(fn):
+        raise TypeError("@flow decorates `async def` methods")
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    async def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        coroutine = fn(self, *args, **kwargs)
+        step: Callable[..., Any] = _send
+        value: Any = None
+        segment_name: str | None = name
+        while True:
+            done, yielded = run_action(self, segment_name, step, (coroutine, value), {}, record_args=args)
+            if done:
+                return yielded
+            segment_name = None
+            try:
+                value, step = await _Yield(yielded), _send
+            except BaseException as thrown:  # cancellation and errors go back into the flow
+                value, step = thrown, _throw
+
+    run._mst_action = True  # type: ignore[attr-defined]
+    return run  # type: ignore[return-value]
+
+
+def _send(node: Any, coroutine: Any, value: Any) -> tuple[bool, Any]:
+    try:
+        return False, coroutine.send(value)
+    except StopIteration as stop:
+        return True, stop.value
+
+
+def _throw(node: Any, coroutine: Any, error: BaseException) -> tuple[bool, Any]:
+    try:
+        return False, coroutine.throw(error)
+    except StopIteration as stop:
+        return True, stop.value
+
+
+__all__ = ["ModelNode", "action", "flow", "model", "view", "is_node"]

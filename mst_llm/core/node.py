@@ -1,0 +1,189 @@
+"""Node bookkeeping shared by model, list and dict nodes: parent and key, the tree a root owns (identifier
+index, environment, protection), listener hooks, liveness and subtree walks.
+
+Every node class carries the same slots: ``_parent``, ``_key`` (field name, list index or dict key),
+``_snap`` (cached snapshot), ``_obs`` (view observers by key), ``_hooks`` (listeners, or None) and ``_tree``
+(the Tree, on roots only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from mst_llm.errors import DeadNodeError, ValidationError
+
+NODE_SLOTS = ("_parent", "_key", "_snap", "_obs", "_hooks", "_tree")
+
+
+class Tree:
+    """State shared by every node of one tree; owned by the root node."""
+
+    __slots__ = ("env", "ids", "protected", "safe_refs")
+
+    def __init__(self, env: Any = None) -> None:
+        self.env = env
+        self.ids: dict[Any, dict[str, Any]] = {}
+        self.protected = True
+        # identifier -> [(holder node, key)] for safe references, verified lazily when a target disappears
+        self.safe_refs: dict[str, list[tuple[Any, Any]]] = {}
+
+
+class Hooks:
+    """Listeners attached to one node. Allocated only for nodes that have any."""
+
+    __slots__ = ("action", "commit", "middleware", "patch", "snapshot")
+
+    def __init__(self) -> None:
+        self.patch: list[Callable[..., Any]] = []
+        self.commit: list[Callable[..., Any]] = []
+        self.snapshot: list[Callable[..., Any]] = []
+        self.action: list[Callable[..., Any]] = []
+        self.middleware: list[Callable[..., Any]] = []
+
+    def consumes_patches(self) -> bool:
+        return bool(self.patch or self.commit)
+
+    def empty(self) -> bool:
+        return not (self.patch or self.commit or self.snapshot or self.action or self.middleware)
+
+
+class ModelNodeBase:
+    """Base class of every @model class; holds the node bookkeeping slots."""
+
+    __slots__ = (*NODE_SLOTS, "_views", "__weakref__")
+
+
+def is_node(value: Any) -> bool:
+    return hasattr(type(value), "_mst_kind")
+
+
+def root_of(node: Any) -> Any:
+    parent = node._parent
+    while parent is not None:
+        node = parent
+        parent = node._parent
+    return node
+
+
+def tree_of(node: Any) -> Tree:
+    return root_of(node)._tree  # type: ignore[no-any-return]
+
+
+def hooks_of(node: Any) -> Hooks:
+    hooks = node._hooks
+    if hooks is None:
+        hooks = node._hooks = Hooks()
+    return hooks  # type: ignore[no-any-return]
+
+
+def add_listener(node: Any, kind: str, listener: Callable[..., Any]) -> Callable[[], None]:
+    """Attach ``listener`` to the ``kind`` list of node's hooks; return its disposer."""
+    check_alive(node)
+    hooks = hooks_of(node)
+    listeners: list[Callable[..., Any]] = getattr(hooks, kind)
+    listeners.append(listener)
+
+    def dispose() -> None:
+        if listener in listeners:
+            listeners.remove(listener)
+        if node._hooks is hooks and hooks.empty():
+            node._hooks = None
+
+    return dispose
+
+
+def is_alive(node: Any) -> bool:
+    return not getattr(type(node), "_mst_dead", False)
+
+
+def check_alive(node: Any) -> None:
+    if getattr(type(node), "_mst_dead", False):
+        raise DeadNodeError(f"{describe(node)} is dead (it was removed from its tree or destroyed)")
+
+
+def describe(node: Any) -> str:
+    cls = type(node)
+    if getattr(cls, "_mst_dead", False):
+        cls = cls.__mro__[1]
+    return f"{cls.__name__} node"
+
+
+def children(node: Any) -> Iterator[Any]:
+    """The direct child nodes of ``node``."""
+    return node._mst_children()  # type: ignore[no-any-return]
+
+
+def walk_nodes(node: Any) -> Iterator[Any]:
+    """``node`` and every node below it, parents before children."""
+    stack = [node]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        current = pop()
+        yield current
+        kids = current._mst_children()
+        if kids:
+            extend(reversed(kids))
+
+
+# --- identifiers and safe references --------------------------------------------------------------------
+
+
+def register_subtree(tree: Tree, node: Any, undo: list[Any] | None = None) -> None:
+    """Enter the identifiers and safe references of ``node``'s subtree into ``tree``.
+
+    On a duplicate identifier nothing stays registered and ValidationError is raised.
+    """
+    added: list[tuple[dict[str, Any], str]] = []
+    try:
+        for current in walk_nodes(node):
+            family = current._mst_id_family
+            if family is not None:
+                ident = current._mst_identifier()
+                if ident is not None:
+                    index = tree.ids.get(family)
+                    if index is None:
+                        index = tree.ids[family] = {}
+                    other = index.get(ident)
+                    if other is not None and other is not current:
+                        raise ValidationError(
+                            [(path_of(current), f"duplicate identifier {ident!r} for type {family.__name__}")]
+                        )
+                    index[ident] = current
+                    added.append((index, ident))
+            current._mst_register_refs(tree)
+    except ValidationError:
+        for index, ident in added:
+            index.pop(ident, None)
+        raise
+
+
+def unregister_subtree(tree: Tree, node: Any) -> list[str]:
+    """Remove the identifiers of ``node``'s subtree from ``tree``; return the removed identifiers."""
+    removed: list[str] = []
+    for current in walk_nodes(node):
+        family = getattr(type(current), "_mst_id_family", None)
+        if family is not None:
+            ident = current._mst_identifier()
+            index = tree.ids.get(family)
+            if index is not None and index.get(ident) is current:
+                del index[ident]
+                removed.append(ident)
+    return removed
+
+
+def path_parts_of(node: Any) -> list[Any]:
+    parts: list[Any] = []
+    parent = node._parent
+    while parent is not None:
+        parts.append(node._key)
+        node = parent
+        parent = node._parent
+    parts.reverse()
+    return parts
+
+
+def path_of(node: Any) -> str:
+    from mst_llm.core.patch import json_patch_path
+
+    return json_patch_path(path_parts_of(node))

@@ -1,0 +1,116 @@
+"""Dependency tracking for views: a view remembers the (node, key) pairs it read and is marked stale when
+one of them changes. Staleness is pushed eagerly; recomputation happens lazily on the next read."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+STRUCTURE = None  # the key under which a list or dict node reports a change of its own items
+
+
+class Computed:
+    """The cached result of one view on one node."""
+
+    __slots__ = ("deps", "fn", "node", "observers", "stale", "value")
+
+    def __init__(self, node: Any, fn: Callable[[Any], Any]) -> None:
+        self.node = node
+        self.fn = fn
+        self.value: Any = None
+        self.stale = True
+        self.deps: set[tuple[Any, Any]] = set()
+        self.observers: set[Computed] | None = None
+
+    def get(self) -> Any:
+        global _tracker
+        if self.stale:
+            outer = _tracker
+            _tracker = new_deps = set()
+            try:
+                value = self.fn(self.node)
+            finally:
+                _tracker = outer
+            old_deps = self.deps
+            if new_deps != old_deps:
+                for dep in old_deps - new_deps:
+                    _unsubscribe(dep, self)
+                for dep in new_deps - old_deps:
+                    _subscribe(dep, self)
+                self.deps = new_deps
+            self.value = value
+            self.stale = False
+        if _tracker is not None:
+            _tracker.add((self, None))
+        return self.value
+
+    def invalidate(self) -> None:
+        if not self.stale:
+            self.stale = True
+            if self.observers:
+                for observer in list(self.observers):
+                    observer.invalidate()
+
+    def dispose(self) -> None:
+        for dep in self.deps:
+            _unsubscribe(dep, self)
+        self.deps = set()
+        self.stale = True
+
+
+# The set collecting the dependencies of the view being computed, or None outside views.
+_tracker: set[tuple[Any, Any]] | None = None
+
+
+def is_tracking() -> bool:
+    return _tracker is not None
+
+
+def track(node: Any, key: Any) -> None:
+    """Record that the running view read ``key`` of ``node`` (call only when is_tracking())."""
+    if _tracker is not None:
+        _tracker.add((node, key))
+
+
+def _subscribe(dep: tuple[Any, Any], computed: Computed) -> None:
+    source, key = dep
+    if isinstance(source, Computed):
+        if source.observers is None:
+            source.observers = set()
+        source.observers.add(computed)
+        return
+    obs = source._obs
+    if obs is None:
+        obs = source._obs = {}
+    observers = obs.get(key)
+    if observers is None:
+        observers = obs[key] = set()
+    observers.add(computed)
+
+
+def _unsubscribe(dep: tuple[Any, Any], computed: Computed) -> None:
+    source, key = dep
+    if isinstance(source, Computed):
+        if source.observers:
+            source.observers.discard(computed)
+        return
+    obs = source._obs
+    if obs:
+        observers = obs.get(key)
+        if observers:
+            observers.discard(computed)
+
+
+def notify(node: Any, key: Any) -> None:
+    """Mark every view that read ``key`` of ``node`` stale (call when node._obs is not None)."""
+    observers = node._obs.get(key)
+    if observers:
+        for computed in list(observers):
+            computed.invalidate()
+
+
+def notify_all(node: Any) -> None:
+    """Mark every view that read anything of ``node`` stale (the node died or was restored)."""
+    for observers in list(node._obs.values()):
+        for computed in list(observers):
+            computed.invalidate()

@@ -1,0 +1,86 @@
+"""Cached, structurally shared, immutable snapshots and ``apply_snapshot`` reconciliation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from mst_llm.core.frozen import FrozenDict, FrozenList
+from mst_llm.core.node import add_listener, is_node, root_of
+from mst_llm.core.transaction import run_action
+from mst_llm.core.write import validate_at
+from mst_llm.errors import MSTError
+
+
+def get_snapshot(node: Any) -> Any:
+    """The node's value as immutable JSON data; unchanged subtrees return the identical object."""
+    if not is_node(node):
+        raise MSTError(f"get_snapshot expects a tree node, got {type(node).__name__}")
+    snap = node._snap
+    if snap is not None and node._mst_kind == "model":
+        return snap
+    return node._mst_snapshot()
+
+
+def node_type(node: Any) -> Any:
+    """The mst type of ``node`` (its model class's type, or its list/dict type)."""
+    cls = type(node)
+    if getattr(cls, "_mst_dead", False):
+        cls = cls.__mro__[1]
+    if cls._mst_kind == "model":
+        return cls._mst_type
+    return node._type
+
+
+def apply_snapshot(node: Any, snapshot: Any) -> None:
+    """Make ``node``'s subtree equal to ``snapshot`` in one transaction, reconciling children in place."""
+    if snapshot is node._snap and node._mst_kind == "model":
+        return
+    run_action(node, "@APPLY_SNAPSHOT", _apply_snapshot, (snapshot,), {})
+
+
+def _apply_snapshot(node: Any, snapshot: Any) -> None:
+    type_ = node_type(node)
+    errors: list[tuple[str, str]] = []
+    type_.validate(snapshot, "", errors)
+    if errors:
+        from mst_llm.core.node import path_of
+        from mst_llm.errors import ValidationError
+
+        base = path_of(node)
+        raise ValidationError([(base + path, message) for path, message in errors])
+    if is_node(snapshot):
+        snapshot = get_snapshot(snapshot)
+    if node._mst_kind == "model":
+        id_field = type(node)._mst_id_field
+        if id_field is not None and snapshot.get(id_field) is not None:
+            validate_at(type_, snapshot, node, "")
+            if str(snapshot.get(id_field)) != node._mst_identifier():
+                from mst_llm.errors import ValidationError
+
+                raise ValidationError(
+                    [(f"/{id_field}", f"identifiers are immutable (is {node._mst_identifier()!r})")]
+                )
+    node._mst_reconcile(snapshot)
+
+
+def on_snapshot(node: Any, listener: Callable[[Any], None]) -> Callable[[], None]:
+    """Call ``listener(snapshot)`` after each outermost transaction that changed ``node``'s subtree."""
+    return add_listener(node, "snapshot", listener)
+
+
+def to_json_value(value: Any) -> Any:
+    """A JSON-ready form of an action argument: nodes become their snapshots."""
+    if is_node(value):
+        return get_snapshot(value)
+    if value is None or isinstance(value, (str, int, float, bool, FrozenDict, FrozenList)):
+        return value
+    if isinstance(value, dict):
+        return {str(key): to_json_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_value(item) for item in value]
+    return {"$MST_UNSERIALIZABLE": True, "type": type(value).__name__}
+
+
+def is_root_node(node: Any) -> bool:
+    return root_of(node) is node

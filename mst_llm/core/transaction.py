@@ -1,0 +1,431 @@
+"""The one place where changes are recorded, rolled back or committed.
+
+Every mutation asks :func:`write_tx` for the transaction that may change the node (raising ProtectionError
+when none may), records how to undo itself, and calls :func:`touch` which invalidates cached snapshots on the
+way to the root and tells whether anyone consumes patches. Patches are delivered when the outermost
+transaction commits; if it raises instead, :func:`rollback_to` replays the undo log and nothing is delivered.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from mst_llm.core.node import Tree, check_alive, describe, path_parts_of, root_of
+from mst_llm.errors import ProtectionError
+
+_local = threading.local()
+_call_ids = itertools.count(1)
+
+
+def current_tx() -> Transaction | None:
+    return getattr(_local, "tx", None)
+
+
+class ActionCall:
+    """One action invocation as middleware sees it."""
+
+    __slots__ = ("args", "context", "id", "kwargs", "name", "parent_call", "tree")
+
+    def __init__(
+        self, name: str, context: Any, tree: Any, args: tuple[Any, ...], kwargs: dict[str, Any], parent: Any
+    ) -> None:
+        self.name = name
+        self.context = context
+        self.tree = tree
+        self.args = args
+        self.kwargs = kwargs
+        self.parent_call: ActionCall | None = parent
+        self.id = next(_call_ids)
+
+    def __repr__(self) -> str:
+        return f"ActionCall({self.name!r}, id={self.id})"
+
+
+class Transaction:
+    """The changes made to one tree by one outermost action (or bare mutation of an unprotected tree)."""
+
+    __slots__ = ("call_stack", "calls", "contexts", "outer", "patches", "removed", "root", "snapshot_nodes", "undo")
+
+    def __init__(self, root: Any, outer: Transaction | None) -> None:
+        self.root = root
+        self.outer = outer
+        self.contexts: list[Any] = []
+        self.undo: list[tuple[Any, ...]] = []
+        # (keys from the changed node up, consumers [(node, depth)], op, value, old value)
+        self.patches: list[tuple[list[Any], list[tuple[Any, int]], str, Any, Any]] = []
+        self.snapshot_nodes: dict[Any, None] = {}
+        # (call, listener nodes for which it is the outermost call, depth of the context below each)
+        self.calls: list[tuple[ActionCall, list[tuple[Any, int]]]] = []
+        self.removed: list[tuple[Any, str]] = []
+        self.call_stack: list[ActionCall] = []
+
+    def mark(self) -> tuple[int, int, int, int, int]:
+        return (len(self.undo), len(self.patches), len(self.snapshot_nodes), len(self.calls), len(self.removed))
+
+
+# --- entering a transaction ------------------------------------------------------------------------------
+
+
+def write_tx(node: Any) -> Transaction | None:
+    """The transaction allowed to change ``node``; None when the tree is unprotected and idle.
+
+    Raises ProtectionError when the change happens outside an action, or outside the running action's subtree.
+    """
+    tx: Transaction | None = getattr(_local, "tx", None)
+    if tx is not None:
+        context = tx.contexts[-1] if tx.contexts else tx.root
+        current = node
+        while current is not None:
+            if current is context:
+                return tx
+            last = current
+            current = current._parent
+        if last is tx.root:
+            if not last._tree.protected:
+                return tx
+            raise ProtectionError(
+                f"cannot change {describe(node)} at {_path(node)!r}: the running action "
+                f"{_path(context)!r} may only change its own node and its descendants"
+            )
+        root = last
+    else:
+        root = root_of(node)
+    tree: Tree | None = root._tree
+    if tree is None or not tree.protected:
+        return None
+    raise ProtectionError(
+        f"cannot change {describe(node)} at {_path(node)!r} outside an action "
+        "(wrap the change in an @action, or unprotect() the tree)"
+    )
+
+
+def _path(node: Any) -> str:
+    from mst_llm.core.patch import json_patch_path
+
+    return json_patch_path(path_parts_of(node))
+
+
+def run_bare(node: Any, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run one mutation of an unprotected tree as its own transaction."""
+    return run_action(node, None, fn, args, {})
+
+
+def run_action(
+    node: Any,
+    name: str | None,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    record_args: tuple[Any, ...] | None = None,
+) -> Any:
+    """Run ``fn(node, *args, **kwargs)`` as an action: one transaction if outermost, atomic either way."""
+    check_alive(node)
+    middleware: list[tuple[Any, Callable[..., Any]]] | None = None
+    listeners: list[tuple[Any, int]] | None = None
+    current = node
+    depth = 0
+    while True:
+        hooks = current._hooks
+        if hooks is not None and name is not None:
+            if hooks.middleware:
+                if middleware is None:
+                    middleware = []
+                middleware.extend((current, handler) for handler in hooks.middleware)
+            if hooks.action or hooks.commit:
+                if listeners is None:
+                    listeners = []
+                listeners.append((current, depth))
+        parent = current._parent
+        if parent is None:
+            break
+        current = parent
+        depth += 1
+    root = current
+    tx: Transaction | None = getattr(_local, "tx", None)
+    outermost = tx is None or tx.root is not root
+    if outermost:
+        tx = Transaction(root, tx)
+        _local.tx = tx
+    assert tx is not None
+    call: ActionCall | None = None
+    if middleware is not None or listeners is not None:
+        parent_call = _running_call(tx)
+        call = ActionCall(name or "", node, root, args if record_args is None else record_args, kwargs, parent_call)
+        if listeners is not None:
+            outer_listeners = _outer_listeners(parent_call, listeners)
+            if outer_listeners:
+                tx.calls.append((call, outer_listeners))
+        tx.call_stack.append(call)
+    mark = tx.mark()
+    tx.contexts.append(node)
+    try:
+        if middleware is not None:
+            assert call is not None
+            result = _run_middleware(middleware, call, lambda c: fn(node, *c.args, **c.kwargs))
+        else:
+            result = fn(node, *args, **kwargs)
+    except BaseException:
+        tx.contexts.pop()
+        if call is not None:
+            tx.call_stack.pop()
+        rollback_to(tx, mark)
+        if outermost:
+            _local.tx = tx.outer
+        raise
+    tx.contexts.pop()
+    if call is not None:
+        tx.call_stack.pop()
+    if outermost:
+        try:
+            finish(tx)
+        finally:
+            _local.tx = tx.outer
+        deliver(tx)
+    return result
+
+
+def _running_call(tx: Transaction) -> ActionCall | None:
+    return tx.call_stack[-1] if tx.call_stack else None
+
+
+def _outer_listeners(parent_call: ActionCall | None, listeners: list[tuple[Any, int]]) -> list[tuple[Any, int]]:
+    """The listener nodes for which this call is the outermost call inside their subtree."""
+    if parent_call is None:
+        return listeners
+    outer: list[tuple[Any, int]] = []
+    for listener_node, depth in listeners:
+        current = parent_call.context
+        while current is not None and current is not listener_node:
+            current = current._parent
+        if current is None:
+            outer.append((listener_node, depth))
+    return outer
+
+
+def _run_middleware(
+    chain: list[tuple[Any, Callable[..., Any]]], call: ActionCall, base: Callable[[ActionCall], Any]
+) -> Any:
+    # outermost (root-side) middleware runs first
+    handlers = [handler for _, handler in reversed(chain)]
+
+    def step(index: int, current: ActionCall) -> Any:
+        if index == len(handlers):
+            return base(current)
+        return handlers[index](current, lambda next_call=current: step(index + 1, next_call))
+
+    return step(0, call)
+
+
+# --- recording -------------------------------------------------------------------------------------------
+
+
+def touch(
+    tx: Transaction, node: Any, dirty_key: Any, keys: list[Any]
+) -> tuple[list[Any], list[tuple[Any, int]]] | None:
+    """Invalidate snapshots from ``node`` (changed at ``dirty_key``) up to the root; note on_snapshot listeners.
+
+    ``keys`` is the patch path below ``node`` (innermost first) and is extended upward. Returns (keys, patch
+    consumers as (node, number of keys below it)) when anyone consumes patches, else None.
+    """
+    node._mst_dirty(dirty_key)
+    consumers: list[tuple[Any, int]] | None = None
+    current = node
+    while True:
+        hooks = current._hooks
+        if hooks is not None:
+            if hooks.patch or hooks.commit:
+                if consumers is None:
+                    consumers = []
+                consumers.append((current, len(keys)))
+            if hooks.snapshot:
+                tx.snapshot_nodes[current] = None
+        parent = current._parent
+        if parent is None:
+            break
+        child_key = current._key
+        parent._mst_dirty(child_key)
+        keys.append(child_key)
+        current = parent
+    if consumers is None:
+        return None
+    return keys, consumers
+
+
+def invalidate_up(node: Any, dirty_key: Any) -> None:
+    """Invalidate cached snapshots from ``node`` to the root (used when undoing a change)."""
+    node._mst_dirty(dirty_key)
+    parent = node._parent
+    while parent is not None:
+        parent._mst_dirty(node._key)
+        node = parent
+        parent = node._parent
+
+
+def record_patch(
+    tx: Transaction, where: tuple[list[Any], list[tuple[Any, int]]], op: str, value: Any, old: Any
+) -> None:
+    tx.patches.append((where[0], where[1], op, value, old))
+
+
+def rollback_to(tx: Transaction, mark: tuple[int, int, int, int, int]) -> None:
+    """Undo every change recorded after ``mark`` (newest first) and forget its patches and calls."""
+    undo_len, patch_len, snap_len, call_len, removed_len = mark
+    undo = tx.undo
+    while len(undo) > undo_len:
+        entry = undo.pop()
+        entry[0](*entry[1:])
+    del tx.patches[patch_len:]
+    if len(tx.snapshot_nodes) > snap_len:
+        for extra in list(tx.snapshot_nodes)[snap_len:]:
+            del tx.snapshot_nodes[extra]
+    del tx.calls[call_len:]
+    del tx.removed[removed_len:]
+
+
+# --- commit ----------------------------------------------------------------------------------------------
+
+# Set by the reference module: clears safe references to identifiers removed in the transaction.
+clear_safe_references: Callable[[Transaction], None] | None = None
+
+
+def finish(tx: Transaction) -> None:
+    """Last changes of the transaction before it commits (safe references to removed targets)."""
+    if tx.removed and clear_safe_references is not None:
+        tx.contexts.append(tx.root)
+        try:
+            clear_safe_references(tx)
+        except BaseException:
+            tx.contexts.pop()
+            rollback_to(tx, (0, 0, 0, 0, 0))
+            raise
+        tx.contexts.pop()
+
+
+def deliver(tx: Transaction) -> None:
+    """Tell listeners about a committed transaction: patches, snapshots, commit entries, action calls."""
+    errors: list[BaseException] = []
+    batches: dict[Any, tuple[list[dict[str, Any]], list[dict[str, Any]]]] | None = None
+    for keys, consumers, op, value, old in tx.patches:
+        for consumer, depth in consumers:
+            hooks = consumer._hooks
+            if hooks is None:
+                continue
+            path = _relative_path(keys, depth)
+            patch, inverse = make_patch_pair(op, path, value, old)
+            for listener in tuple(hooks.patch):
+                try:
+                    listener(patch, inverse)
+                except Exception as error:
+                    errors.append(error)
+            if hooks.commit:
+                if batches is None:
+                    batches = {}
+                batch = batches.get(consumer)
+                if batch is None:
+                    batch = batches[consumer] = ([], [])
+                batch[0].append(patch)
+                batch[1].append(inverse)
+    if tx.snapshot_nodes:
+        from mst_llm.core.snapshot import get_snapshot
+
+        for node in tx.snapshot_nodes:
+            hooks = node._hooks
+            if hooks is None or not hooks.snapshot or getattr(type(node), "_mst_dead", False):
+                continue
+            snapshot = get_snapshot(node)
+            for listener in tuple(hooks.snapshot):
+                try:
+                    listener(snapshot)
+                except Exception as error:
+                    errors.append(error)
+    calls_by_node: dict[Any, dict[str, Any]] = {}
+    for call, listener_nodes in tx.calls:
+        for listener_node, depth in listener_nodes:
+            if listener_node not in calls_by_node:
+                calls_by_node[listener_node] = serialise_call(call, depth)
+    if batches is not None:
+        for consumer, (patches, inverses) in batches.items():
+            hooks = consumer._hooks
+            if hooks is None:
+                continue
+            entry = CommitEntry(patches, inverses, calls_by_node.get(consumer))
+            for listener in tuple(hooks.commit):
+                try:
+                    listener(entry)
+                except Exception as error:
+                    errors.append(error)
+    for call, listener_nodes in tx.calls:
+        for listener_node, depth in listener_nodes:
+            hooks = listener_node._hooks
+            if hooks is None or not hooks.action:
+                continue
+            serialised = serialise_call(call, depth)
+            for listener in tuple(hooks.action):
+                try:
+                    listener(serialised)
+                except Exception as error:
+                    errors.append(error)
+    if errors:
+        raise errors[0]
+
+
+class CommitEntry:
+    """What one committed transaction did below one node: patches, inverse patches and the action call."""
+
+    __slots__ = ("action", "inverse_patches", "patches")
+
+    def __init__(
+        self, patches: list[dict[str, Any]], inverse_patches: list[dict[str, Any]], action: dict[str, Any] | None
+    ) -> None:
+        self.patches = patches
+        self.inverse_patches = inverse_patches
+        self.action = action
+
+    def __repr__(self) -> str:
+        return f"CommitEntry(action={self.action!r}, patches={self.patches!r})"
+
+
+def serialise_call(call: ActionCall, depth: int) -> dict[str, Any]:
+    from mst_llm.core.snapshot import to_json_value
+
+    parts = path_parts_of(call.context)
+    relative = parts[len(parts) - depth :] if depth else []
+    from mst_llm.core.patch import json_patch_path
+
+    result: dict[str, Any] = {
+        "name": call.name,
+        "path": json_patch_path(relative),
+        "args": [to_json_value(arg) for arg in call.args],
+    }
+    if call.kwargs:
+        result["kwargs"] = {key: to_json_value(value) for key, value in call.kwargs.items()}
+    return result
+
+
+def _relative_path(keys: list[Any], depth: int) -> str:
+    if depth == 0:
+        return ""
+    parts = []
+    for index in range(depth - 1, -1, -1):
+        key = keys[index]
+        if type(key) is int:
+            parts.append(str(key))
+        elif "~" in key or "/" in key:
+            parts.append(key.replace("~", "~0").replace("/", "~1"))
+        else:
+            parts.append(key)
+    return "/" + "/".join(parts)
+
+
+_INVERSE_OP = {"replace": "replace", "add": "remove", "remove": "add"}
+
+
+def make_patch_pair(op: str, path: str, value: Any, old: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    if op == "replace":
+        return {"op": "replace", "path": path, "value": value}, {"op": "replace", "path": path, "value": old}
+    if op == "add":
+        return {"op": "add", "path": path, "value": value}, {"op": "remove", "path": path}
+    return {"op": "remove", "path": path}, {"op": "add", "path": path, "value": old}

@@ -1,0 +1,72 @@
+"""The single write path for one slot (a model field, a list index or a dict key):
+validate -> reconcile in place, or replace (remove the old child, attach the new) -> record undo, invalidate
+snapshots, notify views, record the patch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mst_llm.core import lifecycle, reactivity
+from mst_llm.core.node import is_node, path_of
+from mst_llm.core.transaction import Transaction, invalidate_up, record_patch, rollback_to, touch
+from mst_llm.core.types import Type
+from mst_llm.errors import ValidationError
+
+
+def validate_at(typ: Type, value: Any, holder: Any, key: Any) -> None:
+    """Validate ``value`` for ``holder[key]``; the error names the full path."""
+    errors: list[tuple[str, str]] = []
+    typ.validate(value, "", errors)
+    if errors:
+        raise ValidationError([(child_path(holder, key) + path, message) for path, message in errors])
+
+
+def child_path(holder: Any, key: Any) -> str:
+    segment = str(key).replace("~", "~0").replace("/", "~1")
+    return f"{path_of(holder)}/{segment}"
+
+
+def write(tx: Transaction, holder: Any, key: Any, typ: Type, current: Any, value: Any) -> None:
+    """Change ``holder``'s value at ``key`` from ``current`` to ``value`` (validated here)."""
+    validate_at(typ, value, holder, key)
+    if value is current:
+        return
+    if current is not None and typ.is_node and is_node(current) and typ.reconciles(current, value):
+        current._mst_reconcile(value)
+        return
+    new = typ.create(value)
+    old_is_node = is_node(current)
+    new_is_node = is_node(new)
+    if not old_is_node and not new_is_node and new == current and type(new) is type(current):
+        return
+    old_snapshot = typ.snapshot(current)
+    mark = tx.mark()
+    try:
+        tx.undo.append((restore, holder, key, current))
+        holder._mst_store(key, new)
+        if old_is_node and current._parent is holder:
+            lifecycle.remove(tx, current)
+        if new_is_node:
+            lifecycle.attach(tx, new, holder, key)
+    except BaseException:
+        rollback_to(tx, mark)
+        raise
+    changed(tx, holder, key, "replace", new, old_snapshot, typ)
+
+
+def changed(tx: Transaction, holder: Any, key: Any, op: str, new: Any, old_snapshot: Any, typ: Type) -> None:
+    """Bookkeeping after ``holder[key]`` changed: snapshots, views, patch."""
+    where = touch(tx, holder, key, [key])
+    if holder._obs is not None:
+        reactivity.notify(holder, key)
+    if where is not None:
+        value = None if op == "remove" else typ.snapshot(new)
+        record_patch(tx, where, op, value, old_snapshot)
+
+
+def restore(holder: Any, key: Any, value: Any) -> None:
+    """Undo entry: put ``value`` back at ``holder[key]``."""
+    holder._mst_store(key, value)
+    invalidate_up(holder, key)
+    if holder._obs is not None:
+        reactivity.notify(holder, key)
