@@ -20,6 +20,7 @@ from mst_llm.core.node import (
 from mst_llm.core.patch import split_json_path
 from mst_llm.core.snapshot import get_snapshot, node_type
 from mst_llm.core.transaction import ActionCall, current_tx, run_action, write_tx
+from mst_llm.core.write import write
 from mst_llm.errors import MSTError, PathNotFoundError
 
 T = TypeVar("T")
@@ -228,10 +229,24 @@ def _remove_from_parent(node: Any, detach: bool) -> None:
         elif kind == "dict":
             del parent[key]
         else:
-            setattr(parent, key, None)
+            spec = type(parent)._mst_fields[key]
+            empty = _empty_container(spec.type) if detach else None
+            if empty is None:
+                setattr(parent, key, None)
+            else:  # MST: a detached list/dict field is left holding a new empty one
+                write(current_tx(), parent, key, spec.type, node, empty)  # type: ignore[arg-type]
 
     write_tx(parent)  # raises ProtectionError where the change is not allowed
     run_action(parent, None, remove, (), {})
+
+
+def _empty_container(type_: Any) -> Any:
+    from mst_llm.core.types import DictType, ListType, _unwrap
+
+    base = _unwrap(type_)
+    if isinstance(base, (ListType, DictType)):
+        return base.create([] if isinstance(base, ListType) else {})
+    return None
 
 
 def clone(node: Any, keep_env: bool = True) -> Any:

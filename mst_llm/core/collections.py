@@ -4,7 +4,7 @@ method is mapped onto one splice (lists) or one key write (dicts) that goes thro
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, SupportsIndex
 
 from mst_llm.core import lifecycle, reactivity
@@ -19,7 +19,7 @@ from mst_llm.core.transaction import (
     touch,
     write_tx,
 )
-from mst_llm.core.types import MISSING, DictType, ListType, ModelType, Type, UnionType, _unwrap
+from mst_llm.core.types import MISSING, DictType, ListType, ModelType, Type, UnionType, _unwrap, resolve_reference
 from mst_llm.core.write import changed, child_path, validate_at, write
 from mst_llm.errors import ValidationError
 
@@ -58,7 +58,7 @@ def _track_structure(node: Any) -> None:
 class ListNode(list[Any]):
     """A list inside a tree."""
 
-    __slots__ = (*NODE_SLOTS, "_dirty", "_type")
+    __slots__ = (*NODE_SLOTS, "_type")
     _mst_kind = "list"
     _mst_id_family = None
 
@@ -93,6 +93,12 @@ class ListNode(list[Any]):
     def _mst_store(self, key: int, value: Any) -> None:
         _list_setitem(self, key, value)
 
+    def _mst_clear_reference(self, key: Any, ident: str) -> None:
+        for position in range(_list_len(self) - 1, -1, -1):
+            current = _list_getitem(self, position)
+            if current is not None and str(current) == ident:
+                self._mst_splice(position, 1, [])
+
     def _mst_dirty(self, key: Any) -> None:
         if key is STRUCTURE:
             self._snap = None
@@ -117,11 +123,13 @@ class ListNode(list[Any]):
             for index in dirty:
                 _list_setitem(snap, index, item_snapshot(_list_getitem(self, index)))
             self._dirty = None
-        elif item.is_plain:
-            snap = frozen_list(self)
         else:
-            item_snapshot = item.snapshot
-            snap = frozen_list([item_snapshot(value) for value in list.__iter__(self)])
+            if item.is_plain:
+                snap = frozen_list(list.__iter__(self))
+            else:
+                item_snapshot = item.snapshot
+                snap = frozen_list([item_snapshot(value) for value in list.__iter__(self)])
+            self._dirty = None
         self._snap = snap
         return snap
 
@@ -156,7 +164,7 @@ class ListNode(list[Any]):
             if size - prefix - suffix or middle:
                 self._mst_splice_items(tx, prefix, size - prefix - suffix, middle)
             for node, value in deep:
-                node._mst_reconcile(value)
+                node._mst_reconcile(value)  # validated with the list
         except BaseException:
             rollback_to(tx, mark)
             raise
@@ -164,6 +172,8 @@ class ListNode(list[Any]):
     # --- the splice everything maps to ----------------------------------------------------------------
 
     def _mst_splice(self, index: int, remove_count: int, values: list[Any]) -> None:
+        if not remove_count and not values:
+            return
         tx = write_tx(self)
         if tx is None:
             run_bare(self, ListNode._mst_splice, index, remove_count, values)
@@ -172,6 +182,10 @@ class ListNode(list[Any]):
         errors: list[tuple[str, str]] = []
         for offset, value in enumerate(values):
             item.validate(value, f"/{index + offset}", errors)
+        if item.is_node:
+            for offset, value in enumerate(values):
+                if is_node(value) and value._parent is not None:
+                    errors.append((f"/{index + offset}", f"{type(value).__name__} node is already in a tree"))
         if errors:
             base = child_path(self, "")[:-1]
             raise ValidationError([(base + path, message) for path, message in errors])
@@ -272,7 +286,7 @@ class ListNode(list[Any]):
         self._mst_reorder(sorted(list.__iter__(self), key=key, reverse=reverse))  # type: ignore[arg-type]
 
     def reverse(self) -> None:
-        self._mst_reorder(list(reversed(list.__iter__(self))))
+        self._mst_reorder(list.__getitem__(self, slice(None, None, -1)))
 
     def _mst_reorder(self, order: list[Any]) -> None:
         if all(a is b for a, b in zip(order, list.__iter__(self), strict=True)):
@@ -340,7 +354,7 @@ class ListNode(list[Any]):
 class DictNode(dict[str, Any]):
     """A dict inside a tree (keys are str)."""
 
-    __slots__ = (*NODE_SLOTS, "_dirty", "_type")
+    __slots__ = (*NODE_SLOTS, "_type")
     _mst_kind = "dict"
     _mst_id_family = None
 
@@ -372,6 +386,10 @@ class DictNode(dict[str, Any]):
     def _mst_store(self, key: str, value: Any) -> None:
         _dict_setitem(self, key, value)
 
+    def _mst_clear_reference(self, key: str, ident: str) -> None:
+        if dict.__contains__(self, key) and str(dict.__getitem__(self, key)) == ident:
+            del self[key]
+
     def _mst_dirty(self, key: Any) -> None:
         if key is STRUCTURE:
             self._snap = None
@@ -397,6 +415,7 @@ class DictNode(dict[str, Any]):
             self._dirty = None
         else:
             snap = frozen_dict([(key, value_snapshot(value)) for key, value in dict.items(self)])
+            self._dirty = None
         self._snap = snap
         return snap
 
@@ -410,19 +429,20 @@ class DictNode(dict[str, Any]):
             for key in [key for key in dict.keys(self) if key not in values]:
                 self._mst_delete(tx, key)
             for key, value in values.items():
-                self._mst_put(tx, key, value)
+                self._mst_put(tx, key, value, validated=True)
         except BaseException:
             rollback_to(tx, mark)
             raise
 
-    def _mst_put(self, tx: Transaction, key: str, value: Any) -> None:
+    def _mst_put(self, tx: Transaction, key: str, value: Any, validated: bool = False) -> None:
         typ = self._type.value
         if not isinstance(key, str):
             raise ValidationError([(child_path(self, key), f"dict keys must be str, got {type(key).__name__}")])
         if dict.__contains__(self, key):
-            write(tx, self, key, typ, dict.__getitem__(self, key), value)
+            write(tx, self, key, typ, dict.__getitem__(self, key), value, validated)
             return
-        validate_at(typ, value, self, key)
+        if not validated:
+            validate_at(typ, value, self, key)
         _check_key_matches_identifier(self, key, value)
         stored = typ.create(value)
         mark = tx.mark()
@@ -436,7 +456,7 @@ class DictNode(dict[str, Any]):
         except BaseException:
             rollback_to(tx, mark)
             raise
-        self._snap = None  # a new key changes the shape
+        self._mst_dirty(STRUCTURE)  # a new key changes the shape
         changed(tx, self, key, "add", stored, None, typ)
 
     def _mst_delete(self, tx: Transaction, key: str) -> None:
@@ -445,14 +465,14 @@ class DictNode(dict[str, Any]):
         old_snapshot = typ.snapshot(current)
         mark = tx.mark()
         try:
-            tx.undo.append((_restore_key, self, key, current))
+            tx.undo.append((_restore_deleted_key, self, key, current, list(dict.keys(self)).index(key)))
             _dict_delitem(self, key)
             if is_node(current) and current._parent is self:
                 lifecycle.remove(tx, current)
         except BaseException:
             rollback_to(tx, mark)
             raise
-        self._snap = None
+        self._mst_dirty(STRUCTURE)
         changed(tx, self, key, "remove", None, old_snapshot, typ)
 
     def _mst_edit(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -531,6 +551,57 @@ class DictNode(dict[str, Any]):
         raise TypeError("tree nodes cannot be pickled; pickle get_snapshot(node) instead")
 
 
+class ReferenceListNode(ListNode):
+    """A list of references: stores identifiers, hands out the nodes they refer to."""
+
+    __slots__ = ()
+
+    def _resolve(self, ident: Any) -> Any:
+        return None if ident is None else resolve_reference(self, self._type.item, ident)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self._resolve(ident) for ident in _list_getitem(self, index)]
+        return self._resolve(_list_getitem(self, index))
+
+    def __iter__(self) -> Iterator[Any]:
+        for ident in list.__iter__(self):
+            yield self._resolve(ident)
+
+    def _ident(self, value: Any) -> Any:
+        return self._type.item.create(value) if is_node(value) else value
+
+    def index(self, value: Any, *args: Any) -> int:
+        return list.index(self, self._ident(value), *args)
+
+    def count(self, value: Any) -> int:
+        return list.count(self, self._ident(value))
+
+    def __contains__(self, value: object) -> bool:
+        return list.__contains__(self, self._ident(value))
+
+
+class ReferenceDictNode(DictNode):
+    """A dict of references: stores identifiers, hands out the nodes they refer to."""
+
+    __slots__ = ()
+
+    def _resolve(self, ident: Any) -> Any:
+        return None if ident is None else resolve_reference(self, self._type.value, ident)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._resolve(dict.__getitem__(self, key))
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self._resolve(dict.__getitem__(self, key)) if dict.__contains__(self, key) else default
+
+    def values(self) -> Any:
+        return [self._resolve(ident) for ident in dict.values(self)]
+
+    def items(self) -> Any:
+        return [(key, self._resolve(ident)) for key, ident in dict.items(self)]
+
+
 # --- helpers -------------------------------------------------------------------------------------------------
 
 
@@ -568,11 +639,18 @@ def _restore_key(node: DictNode, key: str, value: Any) -> None:
         _dict_delitem(node, key)
     else:
         _dict_setitem(node, key, value)
-    node._snap = None
     invalidate_up(node, STRUCTURE)
     if node._obs is not None:
         reactivity.notify(node, key)
         reactivity.notify(node, STRUCTURE)
+
+
+def _restore_deleted_key(node: DictNode, key: str, value: Any, position: int) -> None:
+    items = list(dict.items(node))
+    items.insert(position, (key, value))
+    dict.clear(node)
+    dict.update(node, items)
+    _restore_key(node, key, value)
 
 
 def _same(new: Any, old: Any) -> bool:
@@ -587,7 +665,7 @@ def _match_items(item: Type, current: list[Any], values: list[Any], owner: ListN
     deep: list[tuple[Any, Any]] = []
     if not models:
         return [item.create(value) if not item.is_node else MISSING for value in values], deep
-    id_fields = {model.cls._mst_id_field for model in models}  # type: ignore[attr-defined]
+    id_fields = {model.id_field for model in models}
     by_id: dict[tuple[Any, str], Any] = {}
     for node in current:
         if node is not None and type(node)._mst_id_field is not None:
@@ -602,7 +680,7 @@ def _match_items(item: Type, current: list[Any], values: list[Any], owner: ListN
             continue
         member = base.dispatch(value) if isinstance(base, UnionType) else base
         cls: Any = member.cls if isinstance(member, ModelType) else None
-        id_field = cls._mst_id_field if cls is not None else None
+        id_field = member.id_field if isinstance(member, ModelType) else None
         if id_field is not None and id_field in id_fields:
             existing = by_id.get((cls, str(value.get(id_field))))
             if existing is not None:
@@ -621,9 +699,9 @@ def _match_items(item: Type, current: list[Any], values: list[Any], owner: ListN
 
 def _check_key_matches_identifier(node: DictNode, key: str, value: Any) -> None:
     base = _unwrap(node._type.value)
-    if not isinstance(base, ModelType) or base.cls._mst_id_field is None:  # type: ignore[attr-defined]
+    if not isinstance(base, ModelType) or base.id_field is None:
         return
-    field = base.cls._mst_id_field  # type: ignore[attr-defined]
+    field = base.id_field
     ident = value.get(field) if isinstance(value, Mapping) else getattr(value, field, None)
     if ident is not None and str(ident) != key:
         raise ValidationError([(child_path(node, key), f"key {key!r} does not match the identifier {ident!r}")])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 from mst_llm.core import reactivity
-from mst_llm.core.node import Tree, register_subtree, root_of, tree_of, unregister_subtree, walk_nodes
+from mst_llm.core.node import Tree, is_alive, register_subtree, root_of, tree_of, unregister_subtree, walk_nodes
 from mst_llm.core.transaction import Transaction, run_action
 from mst_llm.errors import DeadNodeError, ValidationError
 
@@ -50,18 +50,14 @@ def remove(tx: Transaction, node: Any) -> None:
     _snapshot_of(node)
     tree = tree_of(node)
     removed = unregister_subtree(tree, node)
-    families = [
-        (type(n)._mst_id_family, n._mst_identifier())
-        for n in walk_nodes(node)
-        if getattr(type(n), "_mst_id_family", None) is not None
-    ]
     nodes = list(walk_nodes(node))
     for current in nodes:
         _kill(current)
     parent, key = node._parent, node._key
     node._parent = None
-    tx.removed.extend(family_id for family_id in families if family_id[1] in removed)
     tx.undo.append((_revive, node, parent, key, nodes, tree))
+    if removed and tree.safe_refs:
+        invalidate_safe_references(tx, tree, removed)
 
 
 def _revive(node: Any, parent: Any, key: Any, nodes: list[Any], tree: Tree) -> None:
@@ -111,13 +107,29 @@ def detach_child(tx: Transaction, node: Any) -> Tree:
     node._parent = None
     node._tree = new_tree
     register_subtree(new_tree, node)
-    tx.removed.extend(
-        (type(n)._mst_id_family, n._mst_identifier())
-        for n in walk_nodes(node)
-        if getattr(type(n), "_mst_id_family", None) is not None and n._mst_identifier() in removed
-    )
     tx.undo.append((_undetach, node, parent, key, old_tree))
+    if removed and old_tree.safe_refs:
+        invalidate_safe_references(tx, old_tree, removed)
     return new_tree
+
+
+def invalidate_safe_references(tx: Transaction, tree: Tree, removed: list[tuple[Any, str]]) -> None:
+    """Safe references to identifiers that just left ``tree`` become None (or leave their list or dict).
+
+    Runs as part of the removing transaction, whatever action caused it, like MST's onInvalidated.
+    """
+    tx.contexts.append(tx.root)
+    try:
+        for family_id in removed:
+            holders = tree.safe_refs.pop(family_id, None)
+            if holders is None:
+                continue
+            tx.undo.append((tree.safe_refs.__setitem__, family_id, holders))
+            for holder, key in list(holders.values()):
+                if is_alive(holder) and root_of(holder) is tx.root:
+                    holder._mst_clear_reference(key, family_id[1])
+    finally:
+        tx.contexts.pop()
 
 
 def _undetach(node: Any, parent: Any, key: Any, old_tree: Tree) -> None:
@@ -149,8 +161,16 @@ def fire_created(node: Any, attached: bool) -> None:
 
 
 def _post_order(node: Any) -> list[Any]:
-    order = list(walk_nodes(node))
-    order.reverse()
+    """Children (in order) before their parent."""
+    order: list[Any] = []
+    stack: list[tuple[Any, bool]] = [(node, False)]
+    while stack:
+        current, expanded = stack.pop()
+        if expanded:
+            order.append(current)
+            continue
+        stack.append((current, True))
+        stack.extend((child, False) for child in reversed(list(current._mst_children())))
     return order
 
 

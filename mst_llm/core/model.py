@@ -31,6 +31,8 @@ from mst_llm.core.types import (
     Nullable,
     ReferenceType,
     Type,
+    reference_type_of,
+    resolve_reference,
     strip_late,
     Volatile,
     WithDefault,
@@ -149,7 +151,8 @@ class _IdentifierField(_Field):
 
 
 class _ReferenceField(_Field):
-    """Holds an identifier; reading resolves it to the node in the same tree."""
+    """Holds an identifier; reading resolves it to the node in the same tree (a dangling safe reference
+    reads as None)."""
 
     __slots__ = ()
 
@@ -161,13 +164,23 @@ class _ReferenceField(_Field):
         ident = self.get(node)
         if ident is None:
             return None
-        return resolve_reference(node, self.spec.type, ident)
+        try:
+            return resolve_reference(node, self.spec.type, ident)
+        except InvalidReferenceError:
+            if reference_type_of(self.spec.type).safe:
+                return None
+            raise
 
     def __set__(self, node: Any, value: Any) -> None:
+        old = self.get(node)
         super().__set__(node, value)
         ident = self.get(node)
-        if ident is not None and reference_type_of(self.spec.type).safe:
-            register_safe_ref(None, self.spec.type, ident, node, self.name)
+        if ident != old and reference_type_of(self.spec.type).safe:
+            tree = tree_of(node)
+            if old is not None:
+                unregister_safe_ref(tree, self.spec.type, old, node, self.name)
+            if ident is not None:
+                register_safe_ref(tree, self.spec.type, ident, node, self.name)
 
 
 class _VolatileField(_Field):
@@ -202,30 +215,6 @@ _DESCRIPTORS = {
     "reference": _ReferenceField,
     "volatile": _VolatileField,
 }
-
-
-def reference_type_of(type_: Type) -> ReferenceType:
-    base = _unwrap(type_)
-    if isinstance(base, Nullable):
-        base = _unwrap(base.inner)
-    assert isinstance(base, ReferenceType)
-    return base
-
-
-def resolve_reference(holder: Any, type_: Type, ident: Any) -> Any:
-    """The node an identifier stored in ``holder`` refers to (InvalidReferenceError if it is not in the tree)."""
-    reference = reference_type_of(type_)
-    ids = tree_of(holder).ids
-    key = str(ident)
-    for family in reference.families():
-        index = ids.get(family)
-        if index is not None:
-            target = index.get(key)
-            if target is not None:
-                return target
-    raise InvalidReferenceError(
-        f"reference to {reference.target.name} {ident!r} cannot be resolved: no such identifier in the tree"
-    )
 
 
 class _View:
@@ -303,6 +292,10 @@ class ModelNode(ModelNodeBase):
         node = cls._mst_type.create(snapshot)
         if node._parent is not None:
             raise ValidationError([("", f"{cls.__name__} node is already in a tree; detach() it first")])
+        return cls._mst_finish_root(node, env)
+
+    @classmethod
+    def _mst_finish_root(cls, node: Any, env: Any) -> Any:
         if node._tree is None:
             tree = Tree(env)
             register_subtree(tree, node)
@@ -355,7 +348,8 @@ class ModelNode(ModelNodeBase):
     def _mst_build(cls, snapshot: Mapping[str, Any]) -> Any:
         cls._mst_prepare()
         node = object.__new__(cls)
-        node._parent = node._key = node._snap = node._obs = node._hooks = node._tree = node._views = None
+        node._parent = node._key = node._snap = node._dirty = node._obs = node._hooks = node._tree = None
+        node._views = None
         for spec in cls._mst_specs:
             value = snapshot.get(spec.name, MISSING)
             if value is MISSING:
@@ -399,6 +393,11 @@ class ModelNode(ModelNodeBase):
     def _mst_store(self, key: str, value: Any) -> None:
         type(self)._mst_fields[key].set(self, value)
 
+    def _mst_clear_reference(self, key: str, ident: str) -> None:
+        current = type(self)._mst_fields[key].get(self)
+        if current is not None and str(current) == ident:
+            setattr(self, key, None)
+
     def _mst_dirty(self, key: Any) -> None:
         self._snap = None
 
@@ -434,7 +433,7 @@ class ModelNode(ModelNodeBase):
                     value = spec.type.default_snapshot()
                 if spec.kind == "identifier":
                     continue
-                write(tx, self, spec.name, spec.type, spec.get(self), value)
+                write(tx, self, spec.name, spec.type, spec.get(self), value, validated=True)
         except BaseException:
             rollback_to(tx, mark)
             raise
@@ -457,11 +456,20 @@ def _id_family(cls: type) -> type:
 
 
 def register_safe_ref(tree: Tree | None, type_: Type, ident: Any, holder: Any, key: Any) -> None:
-    reference = reference_type_of(type_)
+    """Remember that ``holder[key]`` safely refers to ``ident`` (so removing the target can clear it)."""
     if tree is None:
         tree = tree_of(holder)
-    for family in reference.families():
-        tree.safe_refs.setdefault((family, str(ident)), []).append((holder, key))  # type: ignore[arg-type]
+    for family in reference_type_of(type_).families():
+        tree.safe_refs.setdefault((family, str(ident)), {})[(id(holder), key)] = (holder, key)
+
+
+def unregister_safe_ref(tree: Tree, type_: Type, ident: Any, holder: Any, key: Any) -> None:
+    for family in reference_type_of(type_).families():
+        holders = tree.safe_refs.get((family, str(ident)))
+        if holders is not None:
+            holders.pop((id(holder), key), None)
+
+
 
 
 def _register_container_refs(
@@ -540,6 +548,7 @@ def model(cls: C) -> C:
     if built._mst_has_hooks:  # type: ignore[attr-defined]
         lifecycle.hooks_in_use = True
     _fix_class_cells(cls, built)
+    namespace[cls.__name__] = built  # the class's own name means the class, even if another is global
     registry[cls.__name__] = built
     return built  # type: ignore[return-value]
 

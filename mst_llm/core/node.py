@@ -2,8 +2,8 @@
 index, environment, protection), listener hooks, liveness and subtree walks.
 
 Every node class carries the same slots: ``_parent``, ``_key`` (field name, list index or dict key),
-``_snap`` (cached snapshot), ``_obs`` (view observers by key), ``_hooks`` (listeners, or None) and ``_tree``
-(the Tree, on roots only).
+``_snap`` (cached snapshot), ``_dirty`` (containers: keys whose item snapshot is stale), ``_obs`` (view
+observers by key), ``_hooks`` (listeners, or None) and ``_tree`` (the Tree, on roots only).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from mst_llm.errors import DeadNodeError, ValidationError
 
-NODE_SLOTS = ("_parent", "_key", "_snap", "_obs", "_hooks", "_tree")
+NODE_SLOTS = ("_parent", "_key", "_snap", "_dirty", "_obs", "_hooks", "_tree")
 
 
 class Tree:
@@ -25,8 +25,8 @@ class Tree:
         self.env = env
         self.ids: dict[Any, dict[str, Any]] = {}
         self.protected = True
-        # identifier -> [(holder node, key)] for safe references, verified lazily when a target disappears
-        self.safe_refs: dict[str, list[tuple[Any, Any]]] = {}
+        # (family, identifier) -> {(id(holder), key): (holder, key)} for safe references; verified when used
+        self.safe_refs: dict[tuple[Any, str], dict[tuple[int, Any], tuple[Any, Any]]] = {}
 
 
 class Hooks:
@@ -158,17 +158,17 @@ def register_subtree(tree: Tree, node: Any, undo: list[Any] | None = None) -> No
         raise
 
 
-def unregister_subtree(tree: Tree, node: Any) -> list[str]:
-    """Remove the identifiers of ``node``'s subtree from ``tree``; return the removed identifiers."""
-    removed: list[str] = []
+def unregister_subtree(tree: Tree, node: Any) -> list[tuple[Any, str]]:
+    """Remove the identifiers of ``node``'s subtree from ``tree``; return the removed (family, identifier)."""
+    removed: list[tuple[Any, str]] = []
     for current in walk_nodes(node):
-        family = getattr(type(current), "_mst_id_family", None)
+        family = current._mst_id_family
         if family is not None:
             ident = current._mst_identifier()
             index = tree.ids.get(family)
             if index is not None and index.get(ident) is current:
                 del index[ident]
-                removed.append(ident)
+                removed.append((family, ident))
     return removed
 
 

@@ -47,7 +47,7 @@ class ActionCall:
 class Transaction:
     """The changes made to one tree by one outermost action (or bare mutation of an unprotected tree)."""
 
-    __slots__ = ("call_stack", "calls", "contexts", "outer", "patches", "removed", "root", "snapshot_nodes", "undo")
+    __slots__ = ("call_stack", "calls", "contexts", "outer", "patches", "root", "saved", "snapshot_nodes", "undo")
 
     def __init__(self, root: Any, outer: Transaction | None) -> None:
         self.root = root
@@ -57,13 +57,16 @@ class Transaction:
         # (keys from the changed node up, consumers [(node, depth)], op, value, old value)
         self.patches: list[tuple[list[Any], list[tuple[Any, int]], str, Any, Any]] = []
         self.snapshot_nodes: dict[Any, None] = {}
-        # (call, listener nodes for which it is the outermost call, depth of the context below each)
+        # id(node) -> (node, cached snapshot, stale keys) as they were when the node was first touched,
+        # so that a rollback also restores snapshot identity
+        self.saved: dict[int, tuple[Any, Any, Any]] = {}
+        # (outermost call, listener nodes on its path with the depth of the call's node below each)
         self.calls: list[tuple[ActionCall, list[tuple[Any, int]]]] = []
-        self.removed: list[tuple[Any, str]] = []
-        self.call_stack: list[ActionCall] = []
+        # running action frames, innermost last: (name, node, args, kwargs) tuples or ActionCall objects
+        self.call_stack: list[Any] = []
 
     def mark(self) -> tuple[int, int, int, int, int]:
-        return (len(self.undo), len(self.patches), len(self.snapshot_nodes), len(self.calls), len(self.removed))
+        return (len(self.undo), len(self.patches), len(self.snapshot_nodes), len(self.calls), len(self.saved))
 
 
 # --- entering a transaction ------------------------------------------------------------------------------
@@ -150,15 +153,15 @@ def run_action(
         tx = Transaction(root, tx)
         _local.tx = tx
     assert tx is not None
+    call_args = args if record_args is None else record_args
     call: ActionCall | None = None
-    if middleware is not None or listeners is not None:
-        parent_call = _running_call(tx)
-        call = ActionCall(name or "", node, root, args if record_args is None else record_args, kwargs, parent_call)
-        if listeners is not None:
-            outer_listeners = _outer_listeners(parent_call, listeners)
-            if outer_listeners:
-                tx.calls.append((call, outer_listeners))
+    if middleware is not None or (listeners is not None and not tx.call_stack):
+        call = ActionCall(name or "", node, root, call_args, kwargs, _running_call(tx))
+        if listeners is not None and not tx.call_stack:
+            tx.calls.append((call, listeners))
         tx.call_stack.append(call)
+    else:
+        tx.call_stack.append((name, node, call_args, kwargs))
     mark = tx.mark()
     tx.contexts.append(node)
     try:
@@ -169,40 +172,31 @@ def run_action(
             result = fn(node, *args, **kwargs)
     except BaseException:
         tx.contexts.pop()
-        if call is not None:
-            tx.call_stack.pop()
+        tx.call_stack.pop()
         rollback_to(tx, mark)
         if outermost:
             _local.tx = tx.outer
         raise
     tx.contexts.pop()
-    if call is not None:
-        tx.call_stack.pop()
+    tx.call_stack.pop()
     if outermost:
-        try:
-            finish(tx)
-        finally:
-            _local.tx = tx.outer
+        _local.tx = tx.outer
         deliver(tx)
     return result
 
 
-def _running_call(tx: Transaction) -> ActionCall | None:
-    return tx.call_stack[-1] if tx.call_stack else None
-
-
-def _outer_listeners(parent_call: ActionCall | None, listeners: list[tuple[Any, int]]) -> list[tuple[Any, int]]:
-    """The listener nodes for which this call is the outermost call inside their subtree."""
-    if parent_call is None:
-        return listeners
-    outer: list[tuple[Any, int]] = []
-    for listener_node, depth in listeners:
-        current = parent_call.context
-        while current is not None and current is not listener_node:
-            current = current._parent
-        if current is None:
-            outer.append((listener_node, depth))
-    return outer
+def _running_call(tx: Transaction, position: int = -1) -> ActionCall | None:
+    """The innermost running call as an ActionCall (frames are kept as cheap tuples until someone asks)."""
+    stack = tx.call_stack
+    if not stack or -position > len(stack):
+        return None
+    frame = stack[position]
+    if isinstance(frame, ActionCall):
+        return frame
+    name, node, args, kwargs = frame
+    call = ActionCall(name or "", node, tx.root, args, kwargs, _running_call(tx, position - 1))
+    stack[position] = call
+    return call
 
 
 def _run_middleware(
@@ -230,6 +224,9 @@ def touch(
     ``keys`` is the patch path below ``node`` (innermost first) and is extended upward. Returns (keys, patch
     consumers as (node, number of keys below it)) when anyone consumes patches, else None.
     """
+    saved = tx.saved
+    if id(node) not in saved:
+        _save(saved, node)
     node._mst_dirty(dirty_key)
     consumers: list[tuple[Any, int]] | None = None
     current = node
@@ -246,12 +243,19 @@ def touch(
         if parent is None:
             break
         child_key = current._key
+        if id(parent) not in saved:
+            _save(saved, parent)
         parent._mst_dirty(child_key)
         keys.append(child_key)
         current = parent
     if consumers is None:
         return None
     return keys, consumers
+
+
+def _save(saved: dict[int, tuple[Any, Any, Any]], node: Any) -> None:
+    dirty = node._dirty
+    saved[id(node)] = (node, node._snap, set(dirty) if dirty else None)
 
 
 def invalidate_up(node: Any, dirty_key: Any) -> None:
@@ -272,7 +276,7 @@ def record_patch(
 
 def rollback_to(tx: Transaction, mark: tuple[int, int, int, int, int]) -> None:
     """Undo every change recorded after ``mark`` (newest first) and forget its patches and calls."""
-    undo_len, patch_len, snap_len, call_len, removed_len = mark
+    undo_len, patch_len, snap_len, call_len, saved_len = mark
     undo = tx.undo
     while len(undo) > undo_len:
         entry = undo.pop()
@@ -282,27 +286,14 @@ def rollback_to(tx: Transaction, mark: tuple[int, int, int, int, int]) -> None:
         for extra in list(tx.snapshot_nodes)[snap_len:]:
             del tx.snapshot_nodes[extra]
     del tx.calls[call_len:]
-    del tx.removed[removed_len:]
+    if len(tx.saved) > saved_len:
+        for key, (node, snap, dirty) in list(tx.saved.items())[saved_len:]:
+            node._snap = snap
+            node._dirty = dirty
+            del tx.saved[key]
 
 
 # --- commit ----------------------------------------------------------------------------------------------
-
-# Set by the reference module: clears safe references to identifiers removed in the transaction.
-clear_safe_references: Callable[[Transaction], None] | None = None
-
-
-def finish(tx: Transaction) -> None:
-    """Last changes of the transaction before it commits (safe references to removed targets)."""
-    if tx.removed and clear_safe_references is not None:
-        tx.contexts.append(tx.root)
-        try:
-            clear_safe_references(tx)
-        except BaseException:
-            tx.contexts.pop()
-            rollback_to(tx, (0, 0, 0, 0, 0))
-            raise
-        tx.contexts.pop()
-
 
 def deliver(tx: Transaction) -> None:
     """Tell listeners about a committed transaction: patches, snapshots, commit entries, action calls."""

@@ -391,6 +391,13 @@ class ModelType(Type):
         self.cls = cls
         self.name = cls.__name__
 
+    @property
+    def id_field(self) -> str | None:
+        """The name of the identifier field, or None."""
+        cls: Any = self.cls
+        cls._mst_prepare()
+        return cls._mst_id_field  # type: ignore[no-any-return]
+
     def validate(self, value: Any, path: str, errors: Errors) -> None:
         cls: Any = self.cls
         if isinstance(value, cls):
@@ -418,7 +425,7 @@ class ModelType(Type):
     def reconciles(self, current: Any, value: Any) -> bool:
         if type(current) is not self.cls or not isinstance(value, Mapping) or isinstance(value, self.cls):
             return False
-        id_field = self.cls._mst_id_field  # type: ignore[attr-defined]
+        id_field = self.id_field
         if id_field is None:
             return True
         return bool(getattr(current, id_field) == value.get(id_field, MISSING))
@@ -533,6 +540,13 @@ def strip_late(type_: Type) -> Type:
     return type_
 
 
+def _is_reference(type_: Type) -> bool:
+    base = _unwrap(type_)
+    if isinstance(base, Nullable):
+        base = _unwrap(base.inner)
+    return isinstance(base, ReferenceType)
+
+
 def _is_safe_reference(type_: Type) -> bool:
     base = _unwrap(type_)
     if isinstance(base, Nullable):
@@ -580,9 +594,16 @@ class ListType(Type):
         errors.append((path, f"expected a list, got {_kind(value)} {_show(value)}"))
 
     def create(self, value: Any) -> Any:
-        from mst_llm.core.collections import ListNode
+        from mst_llm.core.collections import ListNode, ReferenceListNode
 
-        return ListNode._mst_build(self, value)
+        if isinstance(value, ListNode) and value._parent is None:
+            return value  # a detached list node is adopted as it is
+        cls = ReferenceListNode if self.holds_references else ListNode
+        return cls._mst_build(self, value)
+
+    @functools.cached_property
+    def holds_references(self) -> bool:
+        return _is_reference(self.item)
 
     def snapshot(self, stored: Any) -> Any:
         # no local reference to the cached snapshot: _mst_snapshot may update it in place when unshared
@@ -594,14 +615,16 @@ class ListType(Type):
         return ()
 
     def reconciles(self, current: Any, value: Any) -> bool:
-        return value is not current and isinstance(value, (list, tuple))
+        from mst_llm.core.node import is_node
+
+        return value is not current and isinstance(value, (list, tuple)) and not is_node(value)
 
 
 def _check_unique_ids(item: Type, values: Iterable[Any], path: str, errors: Errors) -> None:
     base = _unwrap(item)
-    if not isinstance(base, ModelType) or base.cls._mst_id_field is None:  # type: ignore[attr-defined]
+    if not isinstance(base, ModelType) or base.id_field is None:
         return
-    id_field = base.cls._mst_id_field  # type: ignore[attr-defined]
+    id_field = base.id_field
     seen: set[Any] = set()
     for index, element in enumerate(values):
         ident = element.get(id_field) if isinstance(element, Mapping) else getattr(element, id_field, None)
@@ -640,7 +663,7 @@ class DictType(Type):
             errors.append((path, f"expected a dict, got {_kind(value)} {_show(value)}"))
             return
         base = _unwrap(self.value)
-        id_field = base.cls._mst_id_field if isinstance(base, ModelType) else None  # type: ignore[attr-defined]
+        id_field = base.id_field if isinstance(base, ModelType) else None
         for key, element in value.items():
             if not isinstance(key, str):
                 errors.append((path, f"dict keys must be str, got {_kind(key)} {_show(key)}"))
@@ -653,9 +676,16 @@ class DictType(Type):
                     errors.append((child_path, f"key {key!r} does not match the identifier {ident!r}"))
 
     def create(self, value: Any) -> Any:
-        from mst_llm.core.collections import DictNode
+        from mst_llm.core.collections import DictNode, ReferenceDictNode
 
-        return DictNode._mst_build(self, value)
+        if isinstance(value, DictNode) and value._parent is None:
+            return value
+        cls = ReferenceDictNode if self.holds_references else DictNode
+        return cls._mst_build(self, value)
+
+    @functools.cached_property
+    def holds_references(self) -> bool:
+        return _is_reference(self.value)
 
     def snapshot(self, stored: Any) -> Any:
         # no local reference to the cached snapshot: _mst_snapshot may update it in place when unshared
@@ -667,7 +697,9 @@ class DictType(Type):
         return FrozenDict()
 
     def reconciles(self, current: Any, value: Any) -> bool:
-        return value is not current and isinstance(value, Mapping)
+        from mst_llm.core.node import is_node
+
+        return value is not current and isinstance(value, Mapping) and not is_node(value)
 
 
 class ReferenceType(Type):
@@ -705,6 +737,33 @@ class ReferenceType(Type):
             return value
         id_field = type(value)._mst_id_field
         return getattr(value, id_field)
+
+
+def reference_type_of(type_: Type) -> ReferenceType:
+    base = _unwrap(type_)
+    if isinstance(base, Nullable):
+        base = _unwrap(base.inner)
+    assert isinstance(base, ReferenceType)
+    return base
+
+
+def resolve_reference(holder: Any, type_: Type, ident: Any) -> Any:
+    """The node an identifier stored in ``holder`` refers to (InvalidReferenceError if it is not in the tree)."""
+    from mst_llm.core.node import tree_of
+    from mst_llm.errors import InvalidReferenceError
+
+    reference = reference_type_of(type_)
+    ids = tree_of(holder).ids
+    key = str(ident)
+    for family in reference.families():
+        index = ids.get(family)
+        if index is not None:
+            target = index.get(key)
+            if target is not None:
+                return target
+    raise InvalidReferenceError(
+        f"reference to {reference.target.name} {ident!r} cannot be resolved: no such identifier in the tree"
+    )
 
 
 class _ReferenceFactory:

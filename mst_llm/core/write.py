@@ -26,13 +26,18 @@ def child_path(holder: Any, key: Any) -> str:
     return f"{path_of(holder)}/{segment}"
 
 
-def write(tx: Transaction, holder: Any, key: Any, typ: Type, current: Any, value: Any) -> None:
-    """Change ``holder``'s value at ``key`` from ``current`` to ``value`` (validated here)."""
-    validate_at(typ, value, holder, key)
+def write(
+    tx: Transaction, holder: Any, key: Any, typ: Type, current: Any, value: Any, validated: bool = False
+) -> None:
+    """Change ``holder``'s value at ``key`` from ``current`` to ``value`` (validated here unless the caller
+    already validated the whole value it comes from)."""
+    if not validated:
+        validate_at(typ, value, holder, key)
     if value is current:
         return
     if current is not None and typ.is_node and is_node(current) and typ.reconciles(current, value):
-        current._mst_reconcile(value)
+        if typ.snapshot(current) != value:
+            current._mst_reconcile(value)
         return
     new = typ.create(value)
     old_is_node = is_node(current)
