@@ -19,7 +19,17 @@ from mst_llm.core.transaction import (
     touch,
     write_tx,
 )
-from mst_llm.core.types import MISSING, DictType, ListType, ModelType, Type, UnionType, _unwrap, resolve_reference
+from mst_llm.core.types import (
+    MISSING,
+    DictType,
+    ListType,
+    ModelType,
+    Type,
+    UnionType,
+    _unwrap,
+    is_resolvable,
+    resolve_reference,
+)
 from mst_llm.core.write import changed, child_path, validate_at, write
 from mst_llm.errors import ValidationError
 
@@ -93,10 +103,11 @@ class ListNode(list[Any]):
     def _mst_store(self, key: int, value: Any) -> None:
         _list_setitem(self, key, value)
 
-    def _mst_clear_reference(self, key: Any, ident: str) -> None:
+    def _mst_drop_dangling(self, key: Any) -> None:
+        item = self._type.item
         for position in range(_list_len(self) - 1, -1, -1):
             current = _list_getitem(self, position)
-            if current is not None and str(current) == ident:
+            if current is not None and not is_resolvable(self, item, current):
                 self._mst_splice(position, 1, [])
 
     def _mst_dirty(self, key: Any) -> None:
@@ -386,9 +397,11 @@ class DictNode(dict[str, Any]):
     def _mst_store(self, key: str, value: Any) -> None:
         _dict_setitem(self, key, value)
 
-    def _mst_clear_reference(self, key: str, ident: str) -> None:
-        if dict.__contains__(self, key) and str(dict.__getitem__(self, key)) == ident:
-            del self[key]
+    def _mst_drop_dangling(self, key: str) -> None:
+        if dict.__contains__(self, key):
+            current = dict.__getitem__(self, key)
+            if current is not None and not is_resolvable(self, self._type.value, current):
+                del self[key]
 
     def _mst_dirty(self, key: Any) -> None:
         if key is STRUCTURE:

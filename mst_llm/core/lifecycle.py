@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 from mst_llm.core import reactivity
-from mst_llm.core.node import Tree, is_alive, register_subtree, root_of, tree_of, unregister_subtree, walk_nodes
-from mst_llm.core.transaction import Transaction, run_action
+from mst_llm.core.node import Tree, register_subtree, root_of, tree_of, unregister_subtree, walk_nodes
+from mst_llm.core.transaction import Transaction, current_tx, run_action
+from mst_llm.core.types import Type, reference_type_of
 from mst_llm.errors import DeadNodeError, ValidationError
 
 HOOK_NAMES = ("after_create", "after_attach", "before_detach", "before_destroy")
@@ -57,7 +58,7 @@ def remove(tx: Transaction, node: Any) -> None:
     node._parent = None
     tx.undo.append((_revive, node, parent, key, nodes, tree))
     if removed and tree.safe_refs:
-        invalidate_safe_references(tx, tree, removed)
+        check_safe_references(tx, tree, removed)
 
 
 def _revive(node: Any, parent: Any, key: Any, nodes: list[Any], tree: Tree) -> None:
@@ -109,27 +110,35 @@ def detach_child(tx: Transaction, node: Any) -> Tree:
     register_subtree(new_tree, node)
     tx.undo.append((_undetach, node, parent, key, old_tree))
     if removed and old_tree.safe_refs:
-        invalidate_safe_references(tx, old_tree, removed)
+        check_safe_references(tx, old_tree, removed)
     return new_tree
 
 
-def invalidate_safe_references(tx: Transaction, tree: Tree, removed: list[tuple[Any, str]]) -> None:
-    """Safe references to identifiers that just left ``tree`` become None (or leave their list or dict).
+def check_safe_references(tx: Transaction, tree: Tree, removed: list[tuple[Any, str]]) -> None:
+    """Queue the safe references to identifiers that left ``tree`` for the check before commit."""
+    for family_id in removed:
+        holders = tree.safe_refs.get(family_id)
+        if holders:
+            tx.safe_checks.extend(holders.values())
 
-    Runs as part of the removing transaction, whatever action caused it, like MST's onInvalidated.
-    """
-    tx.contexts.append(tx.root)
-    try:
-        for family_id in removed:
-            holders = tree.safe_refs.pop(family_id, None)
-            if holders is None:
-                continue
-            tx.undo.append((tree.safe_refs.__setitem__, family_id, holders))
-            for holder, key in list(holders.values()):
-                if is_alive(holder) and root_of(holder) is tx.root:
-                    holder._mst_clear_reference(key, family_id[1])
-    finally:
-        tx.contexts.pop()
+
+def register_safe_ref(tree: Tree | None, type_: Type, ident: Any, holder: Any, key: Any) -> None:
+    """Remember that ``holder[key]`` safely refers to ``ident`` (so removing the target can clear it), and
+    have the running transaction check it before commit."""
+    if tree is None:
+        tree = tree_of(holder)
+    for family in reference_type_of(type_).families():
+        tree.safe_refs.setdefault((family, str(ident)), {})[(id(holder), key)] = (holder, key)
+    tx = current_tx()
+    if tx is not None:
+        tx.safe_checks.append((holder, key))
+
+
+def unregister_safe_ref(tree: Tree, type_: Type, ident: Any, holder: Any, key: Any) -> None:
+    for family in reference_type_of(type_).families():
+        holders = tree.safe_refs.get((family, str(ident)))
+        if holders is not None:
+            holders.pop((id(holder), key), None)
 
 
 def _undetach(node: Any, parent: Any, key: Any, old_tree: Tree) -> None:

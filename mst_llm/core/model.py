@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import attrs
 
 from mst_llm.core import collections, lifecycle, reactivity
+from mst_llm.core.lifecycle import register_safe_ref
 from mst_llm.core.collections import STRUCTURE, _adopt
 from mst_llm.core.frozen import FrozenDict, frozen_dict
 from mst_llm.core.node import ModelNodeBase, Tree, is_node, register_subtree, tree_of
@@ -31,6 +32,7 @@ from mst_llm.core.types import (
     Nullable,
     ReferenceType,
     Type,
+    is_resolvable,
     reference_type_of,
     resolve_reference,
     strip_late,
@@ -171,16 +173,6 @@ class _ReferenceField(_Field):
                 return None
             raise
 
-    def __set__(self, node: Any, value: Any) -> None:
-        old = self.get(node)
-        super().__set__(node, value)
-        ident = self.get(node)
-        if ident != old and reference_type_of(self.spec.type).safe:
-            tree = tree_of(node)
-            if old is not None:
-                unregister_safe_ref(tree, self.spec.type, old, node, self.name)
-            if ident is not None:
-                register_safe_ref(tree, self.spec.type, ident, node, self.name)
 
 
 class _VolatileField(_Field):
@@ -300,6 +292,8 @@ class ModelNode(ModelNodeBase):
             tree = Tree(env)
             register_subtree(tree, node)
             node._tree = tree
+            if tree.safe_refs:
+                run_action(node, None, _drop_all_dangling, (), {})
         elif env is not None:
             node._tree.env = env
         if lifecycle.hooks_in_use:
@@ -393,9 +387,10 @@ class ModelNode(ModelNodeBase):
     def _mst_store(self, key: str, value: Any) -> None:
         type(self)._mst_fields[key].set(self, value)
 
-    def _mst_clear_reference(self, key: str, ident: str) -> None:
-        current = type(self)._mst_fields[key].get(self)
-        if current is not None and str(current) == ident:
+    def _mst_drop_dangling(self, key: str) -> None:
+        spec = type(self)._mst_fields[key]
+        ident = spec.get(self)
+        if ident is not None and not is_resolvable(self, spec.type, ident):
             setattr(self, key, None)
 
     def _mst_dirty(self, key: Any) -> None:
@@ -455,12 +450,10 @@ def _id_family(cls: type) -> type:
     return family
 
 
-def register_safe_ref(tree: Tree | None, type_: Type, ident: Any, holder: Any, key: Any) -> None:
-    """Remember that ``holder[key]`` safely refers to ``ident`` (so removing the target can clear it)."""
-    if tree is None:
-        tree = tree_of(holder)
-    for family in reference_type_of(type_).families():
-        tree.safe_refs.setdefault((family, str(ident)), {})[(id(holder), key)] = (holder, key)
+def _drop_all_dangling(root: Any) -> None:
+    for holders in list(root._tree.safe_refs.values()):
+        for holder, key in list(holders.values()):
+            holder._mst_drop_dangling(key)
 
 
 def unregister_safe_ref(tree: Tree, type_: Type, ident: Any, holder: Any, key: Any) -> None:

@@ -47,7 +47,9 @@ class ActionCall:
 class Transaction:
     """The changes made to one tree by one outermost action (or bare mutation of an unprotected tree)."""
 
-    __slots__ = ("call_stack", "calls", "contexts", "outer", "patches", "root", "saved", "snapshot_nodes", "undo")
+    __slots__ = (
+        "call_stack", "calls", "contexts", "outer", "patches", "root", "safe_checks", "saved", "snapshot_nodes", "undo",
+    )
 
     def __init__(self, root: Any, outer: Transaction | None) -> None:
         self.root = root
@@ -60,6 +62,8 @@ class Transaction:
         # id(node) -> (node, cached snapshot, stale keys) as they were when the node was first touched,
         # so that a rollback also restores snapshot identity
         self.saved: dict[int, tuple[Any, Any, Any]] = {}
+        # (holder, key) of safe references to check before commit: a safe reference never dangles
+        self.safe_checks: list[tuple[Any, Any]] = []
         # (outermost call, listener nodes on its path with the depth of the call's node below each)
         self.calls: list[tuple[ActionCall, list[tuple[Any, int]]]] = []
         # running action frames, innermost last: (name, node, args, kwargs) tuples or ActionCall objects
@@ -180,7 +184,11 @@ def run_action(
     tx.contexts.pop()
     tx.call_stack.pop()
     if outermost:
-        _local.tx = tx.outer
+        try:
+            if tx.safe_checks:
+                drop_dangling_references(tx)
+        finally:
+            _local.tx = tx.outer
         deliver(tx)
     return result
 
@@ -294,6 +302,21 @@ def rollback_to(tx: Transaction, mark: tuple[int, int, int, int, int]) -> None:
 
 
 # --- commit ----------------------------------------------------------------------------------------------
+
+def drop_dangling_references(tx: Transaction) -> None:
+    """Before commit: safe references whose target is not in the tree become None (or leave their list)."""
+    tx.contexts.append(tx.root)
+    try:
+        while tx.safe_checks:
+            holder, key = tx.safe_checks.pop()
+            if not getattr(type(holder), "_mst_dead", False) and root_of(holder) is tx.root:
+                holder._mst_drop_dangling(key)
+    except BaseException:
+        tx.contexts.pop()
+        rollback_to(tx, (0, 0, 0, 0, 0))
+        raise
+    tx.contexts.pop()
+
 
 def deliver(tx: Transaction) -> None:
     """Tell listeners about a committed transaction: patches, snapshots, commit entries, action calls."""

@@ -39,6 +39,7 @@ class Type:
     is_node = False  # stored values are child nodes
     is_plain = True  # stored value == snapshot and needs no conversion
     optional = False  # may be omitted from a snapshot (then ``default_snapshot()`` is used)
+    is_safe_reference = False  # stored identifiers must be cleared when their target leaves the tree
 
     def validate(self, value: Any, path: str, errors: Errors) -> None:
         raise NotImplementedError
@@ -196,6 +197,10 @@ class Nullable(Type):
     def is_plain(self) -> bool:  # type: ignore[override]
         return self.inner.is_plain
 
+    @property
+    def is_safe_reference(self) -> bool:  # type: ignore[override]
+        return self.inner.is_safe_reference
+
     def validate(self, value: Any, path: str, errors: Errors) -> None:
         if value is not None:
             self.inner.validate(value, path, errors)
@@ -234,6 +239,10 @@ class WithDefault(Type):
     def is_plain(self) -> bool:  # type: ignore[override]
         return self.inner.is_plain
 
+    @property
+    def is_safe_reference(self) -> bool:  # type: ignore[override]
+        return self.inner.is_safe_reference
+
     def validate(self, value: Any, path: str, errors: Errors) -> None:
         self.inner.validate(value, path, errors)
 
@@ -266,6 +275,10 @@ class Refinement(Type):
     @property
     def is_plain(self) -> bool:  # type: ignore[override]
         return self.base.is_plain
+
+    @property
+    def is_safe_reference(self) -> bool:  # type: ignore[override]
+        return self.base.is_safe_reference
 
     def validate(self, value: Any, path: str, errors: Errors) -> None:
         before = len(errors)
@@ -312,6 +325,10 @@ class SnapshotProcessor(Type):
         if self.pre_process is None or is_node(value):
             return value
         return self.pre_process(value)
+
+    @property
+    def is_safe_reference(self) -> bool:  # type: ignore[override]
+        return self.base.is_safe_reference
 
     def validate(self, value: Any, path: str, errors: Errors) -> None:
         try:
@@ -364,6 +381,10 @@ class LateType(Type):
     @property
     def optional(self) -> bool:  # type: ignore[override]
         return self.resolved.optional
+
+    @property
+    def is_safe_reference(self) -> bool:  # type: ignore[override]
+        return self.resolved.is_safe_reference
 
     def validate(self, value: Any, path: str, errors: Errors) -> None:
         self.resolved.validate(value, path, errors)
@@ -708,6 +729,7 @@ class ReferenceType(Type):
     def __init__(self, target: Type, safe: bool) -> None:
         self.target = target
         self.safe = safe
+        self.is_safe_reference = safe
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -764,6 +786,16 @@ def resolve_reference(holder: Any, type_: Type, ident: Any) -> Any:
     raise InvalidReferenceError(
         f"reference to {reference.target.name} {ident!r} cannot be resolved: no such identifier in the tree"
     )
+
+
+def is_resolvable(holder: Any, type_: Type, ident: Any) -> bool:
+    from mst_llm.errors import InvalidReferenceError
+
+    try:
+        resolve_reference(holder, type_, ident)
+    except InvalidReferenceError:
+        return False
+    return True
 
 
 class _ReferenceFactory:

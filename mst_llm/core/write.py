@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from mst_llm.core import lifecycle, reactivity
-from mst_llm.core.node import is_node, path_of
+from mst_llm.core.node import is_node, path_of, tree_of
 from mst_llm.core.transaction import Transaction, invalidate_up, record_patch, rollback_to, touch
 from mst_llm.core.types import Type
 from mst_llm.errors import ValidationError
@@ -56,6 +56,12 @@ def write(
     except BaseException:
         rollback_to(tx, mark)
         raise
+    if typ.is_safe_reference:
+        tree = tree_of(holder)
+        if current is not None:
+            lifecycle.unregister_safe_ref(tree, typ, current, holder, key)
+        if new is not None:
+            lifecycle.register_safe_ref(tree, typ, new, holder, key)
     changed(tx, holder, key, "replace", new, old_snapshot, typ)
 
 
