@@ -257,7 +257,7 @@ def clone(node: Any, keep_env: bool = True) -> Any:
     cls = get_type(node)
     env = tree_of(node).env if keep_env and is_alive(node) else None
     if isinstance(cls, type):
-        return cls.create(snapshot, env=env)
+        return cls.create(snapshot, env=env)  # type: ignore[attr-defined]
     from mst_llm.core.node import Tree, register_subtree
 
     copy = type_.create(snapshot)
@@ -292,9 +292,11 @@ def apply_action(node: Any, call: dict[str, Any] | list[dict[str, Any]]) -> Any:
         args = one.get("args", [])
         kwargs = one.get("kwargs", {})
         if name == "@APPLY_PATCHES":
-            result = apply_patch(target, args[0])
+            apply_patch(target, args[0])
+            result = None
         elif name == "@APPLY_SNAPSHOT":
-            result = apply_snapshot(target, args[0])
+            apply_snapshot(target, args[0])
+            result = None
         else:
             method = getattr(type(target), name, None)
             if method is None or not getattr(method, "_mst_action", False):

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, SupportsIndex
 
 from mst_llm.core import lifecycle, reactivity
-from mst_llm.core.frozen import FrozenDict, FrozenList, frozen_dict, frozen_list
-from mst_llm.core.node import NODE_SLOTS, is_node
+from mst_llm.core.frozen import FrozenList, frozen_dict, frozen_list
+from mst_llm.core.node import NODE_SLOTS, NodeSlots, is_node
 from mst_llm.core.transaction import (
     Transaction,
     invalidate_up,
@@ -48,6 +48,7 @@ def _unshared_refcount() -> int:
 
     class Probe:
         __slots__ = ("_snap",)
+        _snap: FrozenList
 
     probe = Probe()
     probe._snap = FrozenList()
@@ -65,7 +66,7 @@ def _track_structure(node: Any) -> None:
         reactivity._tracker.add((node, STRUCTURE))
 
 
-class ListNode(list[Any]):
+class ListNode(NodeSlots, list[Any]):
     """A list inside a tree."""
 
     __slots__ = (*NODE_SLOTS, "_type")
@@ -121,7 +122,7 @@ class ListNode(list[Any]):
             else:
                 dirty.add(key)
 
-    def _mst_snapshot(self) -> FrozenList:
+    def _mst_snapshot(self) -> Any:
         snap = self._snap
         item = self._type.item
         if snap is not None:
@@ -256,11 +257,11 @@ class ListNode(list[Any]):
         if values:
             self._mst_splice(_list_len(self), 0, values)
 
-    def __iadd__(self, values: Iterable[Any]) -> ListNode:  # type: ignore[override,misc]
+    def __iadd__(self, values: Iterable[Any]) -> ListNode:  # type: ignore[misc]
         self.extend(values)
         return self
 
-    def __imul__(self, times: SupportsIndex) -> ListNode:  # type: ignore[override,misc]
+    def __imul__(self, times: SupportsIndex) -> ListNode:
         count = times.__index__()
         if count <= 0:
             self.clear()
@@ -294,7 +295,7 @@ class ListNode(list[Any]):
             self._mst_splice(0, _list_len(self), [])
 
     def sort(self, *, key: Callable[[Any], Any] | None = None, reverse: bool = False) -> None:
-        self._mst_reorder(sorted(list.__iter__(self), key=key, reverse=reverse))  # type: ignore[arg-type]
+        self._mst_reorder(sorted(list.__iter__(self), key=key, reverse=reverse))
 
     def reverse(self) -> None:
         self._mst_reorder(list.__getitem__(self, slice(None, None, -1)))
@@ -352,17 +353,17 @@ class ListNode(list[Any]):
     def __repr__(self) -> str:
         return list.__repr__(self)
 
-    def __hash__(self) -> int:  # nodes are identities
+    def __hash__(self) -> int:  # type: ignore[override]  # nodes are identities
         return id(self) >> 4
 
     def __eq__(self, other: object) -> bool:
-        return list.__eq__(self, other)  # type: ignore[operator]
+        return list.__eq__(self, other)
 
     def __reduce__(self) -> Any:
         raise TypeError("tree nodes cannot be pickled; pickle get_snapshot(node) instead")
 
 
-class DictNode(dict[str, Any]):
+class DictNode(NodeSlots, dict[str, Any]):
     """A dict inside a tree (keys are str)."""
 
     __slots__ = (*NODE_SLOTS, "_type")
@@ -414,7 +415,7 @@ class DictNode(dict[str, Any]):
             else:
                 dirty.add(key)
 
-    def _mst_snapshot(self) -> FrozenDict:
+    def _mst_snapshot(self) -> Any:
         snap = self._snap
         value_snapshot = self._type.value.snapshot
         if snap is not None:
@@ -509,7 +510,7 @@ class DictNode(dict[str, Any]):
             raise KeyError(key)
         self._mst_edit(self._mst_delete, key)
 
-    def pop(self, key: str, *default: Any) -> Any:  # type: ignore[override]
+    def pop(self, key: str, *default: Any) -> Any:
         if not dict.__contains__(self, key):
             if default:
                 return default[0]
@@ -529,7 +530,7 @@ class DictNode(dict[str, Any]):
             self[key] = default
         return dict.__getitem__(self, key)
 
-    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def update(self, *args: Any, **kwargs: Any) -> None:
         items = dict(*args, **kwargs)
 
         def put_all(tx: Transaction) -> None:
@@ -558,7 +559,7 @@ class DictNode(dict[str, Any]):
         return id(self) >> 4
 
     def __eq__(self, other: object) -> bool:
-        return dict.__eq__(self, other)  # type: ignore[operator]
+        return dict.__eq__(self, other)
 
     def __reduce__(self) -> Any:
         raise TypeError("tree nodes cannot be pickled; pickle get_snapshot(node) instead")
@@ -605,7 +606,7 @@ class ReferenceDictNode(DictNode):
     def __getitem__(self, key: str) -> Any:
         return self._resolve(dict.__getitem__(self, key))
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return self._resolve(dict.__getitem__(self, key)) if dict.__contains__(self, key) else default
 
     def values(self) -> Any:

@@ -231,8 +231,16 @@ def _make_dead_class(cls: type) -> type:
     }
     if issubclass(cls, (list, dict)):
         for name in (
-            "__len__", "__iter__", "__getitem__", "__contains__", "__setitem__", "__delitem__", "__eq__",
-            "__iadd__", "__reversed__", "__bool__",
+            "__len__",
+            "__iter__",
+            "__getitem__",
+            "__contains__",
+            "__setitem__",
+            "__delitem__",
+            "__eq__",
+            "__iadd__",
+            "__reversed__",
+            "__bool__",
         ):
             namespace[name] = _dead
         namespace["__hash__"] = None

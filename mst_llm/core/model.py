@@ -16,32 +16,32 @@ from typing import Any, TypeVar
 import attrs
 
 from mst_llm.core import collections, lifecycle, reactivity
-from mst_llm.core.lifecycle import register_safe_ref
 from mst_llm.core.collections import STRUCTURE, _adopt
 from mst_llm.core.frozen import FrozenDict, frozen_dict
-from mst_llm.core.node import ModelNodeBase, Tree, is_node, register_subtree, tree_of
+from mst_llm.core.lifecycle import register_safe_ref
+from mst_llm.core.node import ModelNodeBase, Tree, is_node, register_subtree
 from mst_llm.core.reactivity import Computed
 from mst_llm.core.transaction import run_action, run_bare, write_tx
 from mst_llm.core.types import (
     MISSING,
+    DictType,
     FrozenType,
     IdentifierType,
     ListType,
-    DictType,
     ModelType,
     Nullable,
     ReferenceType,
     Type,
+    Volatile,
+    WithDefault,
+    _unwrap,
     is_resolvable,
     reference_type_of,
     resolve_reference,
     strip_late,
-    Volatile,
-    WithDefault,
-    _unwrap,
     to_type,
 )
-from mst_llm.core.write import validate_at, write
+from mst_llm.core.write import write
 from mst_llm.errors import InvalidReferenceError, ValidationError
 
 C = TypeVar("C", bound=type)
@@ -54,8 +54,20 @@ registry: weakref.WeakValueDictionary[str, type] = weakref.WeakValueDictionary()
 class FieldSpec:
     """One declared field of a model class."""
 
-    __slots__ = ("annotation", "create", "default", "get", "is_node", "kind", "name", "plain", "set", "snapshot",
-                 "type", "volatile")
+    __slots__ = (
+        "annotation",
+        "create",
+        "default",
+        "get",
+        "is_node",
+        "kind",
+        "name",
+        "plain",
+        "set",
+        "snapshot",
+        "type",
+        "volatile",
+    )
 
     def __init__(self, name: str, annotation: Any, default: Any, namespace: Mapping[str, Any]) -> None:
         self.name = name
@@ -147,9 +159,7 @@ class _IdentifierField(_Field):
     def __set__(self, node: Any, value: Any) -> None:
         if value == self.get(node):
             return
-        raise ValidationError(
-            [(f"/{self.name}", f"identifiers are immutable (is {self.get(node)!r}, got {value!r})")]
-        )
+        raise ValidationError([(f"/{self.name}", f"identifiers are immutable (is {self.get(node)!r}, got {value!r})")])
 
 
 class _ReferenceField(_Field):
@@ -172,7 +182,6 @@ class _ReferenceField(_Field):
             if reference_type_of(self.spec.type).safe:
                 return None
             raise
-
 
 
 class _VolatileField(_Field):
@@ -463,11 +472,7 @@ def unregister_safe_ref(tree: Tree, type_: Type, ident: Any, holder: Any, key: A
             holders.pop((id(holder), key), None)
 
 
-
-
-def _register_container_refs(
-    tree: Tree | None, item_type: Type, holder: Any, key: Any, values: Any
-) -> None:
+def _register_container_refs(tree: Tree | None, item_type: Type, holder: Any, key: Any, values: Any) -> None:
     base = _unwrap(item_type)
     if isinstance(base, Nullable):
         base = _unwrap(base.inner)
@@ -495,7 +500,7 @@ def model(cls: C) -> C:
     if caller.f_code.co_name != "<module>":
         namespace.update(caller.f_locals)
     namespace = _LiveNamespace(namespace, module)
-    own_annotations = cls.__dict__.get("__annotations__", {})
+    own_annotations = inspect.get_annotations(cls)
     bases = tuple(base for base in cls.__bases__ if base is not object)
     model_bases = [base for base in bases if isinstance(base.__dict__.get("_mst_type"), ModelType)]
     fields: dict[str, FieldSpec] = {}
@@ -530,7 +535,7 @@ def model(cls: C) -> C:
     for name, spec in fields.items():
         member = _member(built, name)
         spec_for_class = spec if name in own_fields else _copy_spec(spec)
-        spec_for_class.get = member.__get__  # type: ignore[assignment]
+        spec_for_class.get = member.__get__
         spec_for_class.set = member.__set__
         fields[name] = spec_for_class
     built._mst_fields = fields  # type: ignore[attr-defined]
@@ -661,4 +666,4 @@ def _throw(node: Any, coroutine: Any, error: BaseException) -> tuple[bool, Any]:
         return True, stop.value
 
 
-__all__ = ["ModelNode", "action", "flow", "model", "view", "is_node"]
+__all__ = ["ModelNode", "action", "flow", "is_node", "model", "view"]

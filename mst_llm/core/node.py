@@ -48,10 +48,26 @@ class Hooks:
         return not (self.patch or self.commit or self.snapshot or self.action or self.middleware)
 
 
-class ModelNodeBase:
+class NodeSlots:
+    """Declares the bookkeeping slots for the type checker; each node class lays them out itself."""
+
+    __slots__ = ()
+
+    _parent: Any
+    _key: Any
+    _snap: Any
+    _dirty: set[Any] | None
+    _obs: dict[Any, set[Any]] | None
+    _hooks: Hooks | None
+    _tree: Tree | None
+
+
+class ModelNodeBase(NodeSlots):
     """Base class of every @model class; holds the node bookkeeping slots."""
 
     __slots__ = (*NODE_SLOTS, "_views", "__weakref__")
+
+    _views: dict[str, Any] | None
 
 
 def is_node(value: Any) -> bool:

@@ -26,7 +26,8 @@ class Computed:
         global _tracker
         if self.stale:
             outer = _tracker
-            _tracker = new_deps = set()
+            new_deps: set[tuple[Any, Any]] = set()
+            _tracker = new_deps
             try:
                 value = self.fn(self.node)
             finally:

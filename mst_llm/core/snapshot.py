@@ -58,9 +58,7 @@ def _apply_snapshot(node: Any, snapshot: Any) -> None:
             if str(snapshot.get(id_field)) != node._mst_identifier():
                 from mst_llm.errors import ValidationError
 
-                raise ValidationError(
-                    [(f"/{id_field}", f"identifiers are immutable (is {node._mst_identifier()!r})")]
-                )
+                raise ValidationError([(f"/{id_field}", f"identifiers are immutable (is {node._mst_identifier()!r})")])
     node._mst_reconcile(snapshot)
 
 

@@ -48,7 +48,16 @@ class Transaction:
     """The changes made to one tree by one outermost action (or bare mutation of an unprotected tree)."""
 
     __slots__ = (
-        "call_stack", "calls", "contexts", "outer", "patches", "root", "safe_checks", "saved", "snapshot_nodes", "undo",
+        "call_stack",
+        "calls",
+        "contexts",
+        "outer",
+        "patches",
+        "root",
+        "safe_checks",
+        "saved",
+        "snapshot_nodes",
+        "undo",
     )
 
     def __init__(self, root: Any, outer: Transaction | None) -> None:
@@ -303,6 +312,7 @@ def rollback_to(tx: Transaction, mark: tuple[int, int, int, int, int]) -> None:
 
 # --- commit ----------------------------------------------------------------------------------------------
 
+
 def drop_dangling_references(tx: Transaction) -> None:
     """Before commit: safe references whose target is not in the tree become None (or leave their list)."""
     tx.contexts.append(tx.root)
@@ -392,7 +402,10 @@ class CommitEntry:
     __slots__ = ("action", "inverse_patches", "patches")
 
     def __init__(
-        self, patches: list[dict[str, Any]], inverse_patches: list[dict[str, Any]], action: dict[str, Any] | None
+        self,
+        patches: list[dict[str, Any]],
+        inverse_patches: list[dict[str, Any]],
+        action: dict[str, Any] | None,
     ) -> None:
         self.patches = patches
         self.inverse_patches = inverse_patches

@@ -467,7 +467,7 @@ class UnionType(Type):
 
     def __init__(self, members: list[Type]) -> None:
         self.members = members
-        self._discriminator: tuple[str, dict[Any, Type]] | None | bool = False
+        self._discriminator: tuple[str, dict[Any, Type]] | bool | None = False
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -747,7 +747,7 @@ class ReferenceType(Type):
         families = self.families()
         if isinstance(value, tuple(families)):
             _validate_node_value(value, path, errors)
-            if not errors and value._mst_identifier() is None:
+            if not errors and value._mst_identifier() is None:  # type: ignore[attr-defined]
                 errors.append((path, f"cannot reference a {type(value).__name__} without an identifier"))
             return
         if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
@@ -972,9 +972,9 @@ def _raise_name(key: str) -> Any:
 
 __all__ = [
     "MISSING",
+    "Frozen",
     "FrozenDict",
     "FrozenList",
-    "Frozen",
     "Identifier",
     "IdentifierNumber",
     "Reference",

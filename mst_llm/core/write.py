@@ -26,9 +26,7 @@ def child_path(holder: Any, key: Any) -> str:
     return f"{path_of(holder)}/{segment}"
 
 
-def write(
-    tx: Transaction, holder: Any, key: Any, typ: Type, current: Any, value: Any, validated: bool = False
-) -> None:
+def write(tx: Transaction, holder: Any, key: Any, typ: Type, current: Any, value: Any, validated: bool = False) -> None:
     """Change ``holder``'s value at ``key`` from ``current`` to ``value`` (validated here unless the caller
     already validated the whole value it comes from)."""
     if not validated:
