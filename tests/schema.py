@@ -493,7 +493,10 @@ class Op(NamedTuple):
     args: tuple[Any, ...]
 
     def __repr__(self) -> str:
-        return f"{self.name}{self.args!r}"
+        return f"Op({self.name!r}, {self.args!r})"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # hypothesis' pretty printer
+        printer.text(repr(self))
 
 
 def run_op(store: Store, op: Op) -> Any:

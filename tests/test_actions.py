@@ -195,6 +195,22 @@ def test_nested_assignment_outside_action_raises() -> None:
         lambda s: s.by_key.clear(),
         lambda s: s.by_key.update({"z": {"id": "z"}}),
     ],
+    ids=[
+        "append",
+        "insert",
+        "pop",
+        "remove",
+        "clear",
+        "reverse",
+        "extend",
+        "setitem",
+        "delitem",
+        "dict_setitem",
+        "dict_delitem",
+        "dict_pop",
+        "dict_clear",
+        "dict_update",
+    ],
 )
 def test_container_mutation_outside_action_raises(mutate: Any) -> None:
     store = make_store()
@@ -285,6 +301,25 @@ def test_unprotected_bare_mutations_are_each_a_transaction() -> None:
     store.todos.append({"id": "d"})
     assert len(seen.snapshots) == 3
     assert seen.snapshots[-1] == get_snapshot(store)
+
+
+def test_unprotected_single_list_call_is_one_transaction() -> None:
+    store = make_store()
+    unprotect(store)
+    seen = Listeners(store)
+    store.todos.extend([{"id": "d"}, {"id": "e"}])
+    assert len(seen.snapshots) == 1
+    assert [p["path"] for p in seen.patches] == ["/todos/3", "/todos/4"]
+
+
+def test_protection_error_delivers_nothing() -> None:
+    store = make_store()
+    seen = Listeners(store)
+    with pytest.raises(ProtectionError):
+        store.counter = 3
+    with pytest.raises(ProtectionError):
+        store.todos[0].touch_parent()
+    assert seen.silent()
 
 
 def test_unprotected_wrong_type_still_raises() -> None:
@@ -433,6 +468,22 @@ def test_failing_action_delivers_no_patch_snapshot_or_action() -> None:
         lambda s: s.todos.sort(key=lambda todo: todo.title, reverse=True),
         lambda s: (s.todos.pop(0), s.todos.append({"id": "q"}), s.todos.insert(0, {"id": "r"})),
     ],
+    ids=[
+        "append",
+        "insert",
+        "extend",
+        "pop_last",
+        "pop_first",
+        "remove",
+        "delitem",
+        "del_slice",
+        "set_slice",
+        "setitem",
+        "clear",
+        "reverse",
+        "sort",
+        "mixed",
+    ],
 )
 def test_rollback_restores_list_splices_with_same_nodes(splice: Any) -> None:
     store = make_store()
@@ -481,6 +532,17 @@ def test_popped_node_is_dead_then_alive_again_after_rollback() -> None:
         lambda s: s.by_key.setdefault("w", {"id": "w"}),
         lambda s: s.by_key.popitem(),
         lambda s: setattr(s.by_key["x"], "title", "edited"),
+    ],
+    ids=[
+        "add_key",
+        "replace_key",
+        "del_key",
+        "pop_key",
+        "clear",
+        "update",
+        "setdefault",
+        "popitem",
+        "edit_child",
     ],
 )
 def test_rollback_restores_dict_edits_with_same_nodes(edit: Any) -> None:
@@ -806,9 +868,7 @@ def test_apply_patches_and_snapshot_calls_replay_with_apply_action() -> None:
     store = make_store()
     twin = clone(store)
     rec = record_actions(store)
-    apply_patch(
-        store, [{"op": "remove", "path": "/todos/0"}, {"op": "replace", "path": "/counter", "value": 9}]
-    )
+    apply_patch(store, [{"op": "remove", "path": "/todos/0"}, {"op": "replace", "path": "/counter", "value": 9}])
     apply_snapshot(store.by_key, {"q": {"id": "q", "title": "Q", "done": False}})
     store.todos[0].toggle()
     rec.stop()

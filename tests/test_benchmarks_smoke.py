@@ -37,9 +37,7 @@ def test_quick_benchmark_runs_and_prints_complete_json() -> None:
         text=True,
         timeout=300,
     )
-    assert proc.returncode == 0, (
-        f"exit {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr}"
-    )
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr}"
     report = json.loads(proc.stdout)
 
     assert report["errors"] == []

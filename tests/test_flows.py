@@ -10,6 +10,7 @@ from mst_llm import (
     ValidationError,
     action,
     flow,
+    get_parent,
     get_snapshot,
     model,
     on_patch,
@@ -62,6 +63,13 @@ class Item:
         await gate.fetch()
         self.value += 10
         return self.value
+
+    @flow
+    async def poke_parent(self) -> None:
+        self.value = 5
+        await anyio.sleep(0)
+        self.value = 6
+        get_parent(self, 2).counter = 1
 
 
 @model
@@ -599,3 +607,11 @@ async def test_flow_does_not_unprotect_tree_after_finishing() -> None:
     await store.load(gate)
     with pytest.raises(ProtectionError):
         store.status = "idle"
+
+
+async def test_flow_segment_may_not_change_parent() -> None:
+    store = Store.create({"items": ROWS})
+    with pytest.raises(ProtectionError):
+        await store.items[0].poke_parent()
+    assert store.items[0].value == 5
+    assert store.counter == 0

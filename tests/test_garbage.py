@@ -354,20 +354,14 @@ def test_apply_garbage_patch_is_applied_or_patch_error(initial: dict[str, Any], 
 
 @PROPS
 @given(initial=store_snapshots(), data=st.data())
-def test_patch_sequence_with_one_bad_patch_changes_nothing(
-    initial: dict[str, Any], data: st.DataObject
-) -> None:
+def test_patch_sequence_with_one_bad_patch_changes_nothing(initial: dict[str, Any], data: st.DataObject) -> None:
     """All or nothing: valid patches followed by an invalid one leave the tree untouched."""
     store = Store.create(initial)
     good = data.draw(
         st.lists(
             st.one_of(
-                st.builds(
-                    lambda s: {"op": "replace", "path": "/status", "value": s}, st.sampled_from(["busy"])
-                ),
-                st.builds(
-                    lambda n: {"op": "replace", "path": "/settings/page_size", "value": n}, st.integers()
-                ),
+                st.builds(lambda s: {"op": "replace", "path": "/status", "value": s}, st.sampled_from(["busy"])),
+                st.builds(lambda n: {"op": "replace", "path": "/settings/page_size", "value": n}, st.integers()),
                 st.just({"op": "add", "path": "/todos/-", "value": {"id": "zz", "title": "new"}}),
                 st.just({"op": "replace", "path": "/todos", "value": []}),
                 st.just({"op": "replace", "path": "/users", "value": {}}),

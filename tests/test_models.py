@@ -191,6 +191,14 @@ class NumBag:
         setattr(self, name, value)
 
 
+@model
+class Grid:
+    matrix: list[list[int]]
+    groups: dict[str, list[str]]
+    level: Literal[1, 2, 3] = 1
+    blob: t.Frozen[list] = None
+
+
 def lib_snapshot() -> dict[str, Any]:
     return {
         "items": [{"id": "a", "name": "A"}, {"id": "b", "name": "B"}, {"id": "c", "name": "C"}],
@@ -467,6 +475,47 @@ def test_dict_field_rejects_non_dict() -> None:
     assert "/attrs" in error_paths(create_error(Item, {"id": "a", "attrs": [1, 2]}))
 
 
+def test_nested_list_of_lists_validated_with_deep_paths() -> None:
+    g = Grid.create({"matrix": [[1, 2], [3, 4]]})
+    assert [list(row) for row in g.matrix] == [[1, 2], [3, 4]]
+    err = create_error(Grid, {"matrix": [[1], ["x", 2, True]]})
+    paths = error_paths(err)
+    assert {"/matrix/1/0", "/matrix/1/2"} <= paths, paths
+    assert "/matrix/1/1" not in paths
+
+
+def test_dict_of_lists() -> None:
+    g = Grid.create({"groups": {"a": ["x", "y"], "b": []}})
+    assert isinstance(g.groups["a"], list)
+    assert get_snapshot(g)["groups"] == {"a": ["x", "y"], "b": []}
+    assert "/groups/b/0" in error_paths(create_error(Grid, {"groups": {"b": [1]}}))
+
+
+def test_int_literal_field() -> None:
+    assert Grid.create({"level": 3}).level == 3
+    assert "/level" in error_paths(create_error(Grid, {"level": 4}))
+    assert "/level" in error_paths(create_error(Grid, {"level": "1"}))
+
+
+def test_frozen_list_is_immutable_and_equal() -> None:
+    g = Grid.create({"blob": [1, {"a": 2}]})
+    assert g.blob == [1, {"a": 2}]
+    with pytest.raises(TypeError):
+        g.blob.append(3)
+    with pytest.raises(TypeError):
+        g.blob[1]["b"] = 1
+
+
+def test_create_does_not_mutate_or_alias_input_snapshot() -> None:
+    raw = {"id": "a", "tags": ["x"], "attrs": {"k": 1}}
+    item = Item.create(raw)
+    assert raw == {"id": "a", "tags": ["x"], "attrs": {"k": 1}}
+    raw["tags"].append("y")
+    raw["attrs"]["z"] = 2
+    assert list(item.tags) == ["x"]
+    assert dict(item.attrs) == {"k": 1}
+
+
 def test_list_of_models_children_are_nodes_with_list_parent() -> None:
     lib = Library.create(lib_snapshot())
     first = lib.items[0]
@@ -594,6 +643,11 @@ def test_union_with_no_matching_member_raises() -> None:
     assert any(p.startswith("/pet") for p in error_paths(err))
 
 
+def test_union_member_field_error_path() -> None:
+    err = create_error(Canvas, {"shapes": [{"kind": "circle", "radius": "big"}]})
+    assert "/shapes/0/radius" in error_paths(err)
+
+
 def test_nullable_union_defaults_to_none() -> None:
     c = Canvas.create()
     assert c.focus is None
@@ -639,9 +693,7 @@ def test_self_referential_tree_grows_via_action() -> None:
 
 
 def test_self_reference_resolves_across_tree() -> None:
-    root = TreeNode.create(
-        {"id": "r", "favourite": "deep", "children": [{"id": "a", "children": [{"id": "deep"}]}]}
-    )
+    root = TreeNode.create({"id": "r", "favourite": "deep", "children": [{"id": "a", "children": [{"id": "deep"}]}]})
     assert root.favourite is root.children[0].children[0]
 
 
@@ -875,6 +927,33 @@ def test_reference_to_removed_target_raises_on_read() -> None:
     lib.run(lambda s: s.items.pop(0))
     with pytest.raises(InvalidReferenceError):
         _ = lib.selected
+
+
+def test_reference_still_resolves_after_rolled_back_removal() -> None:
+    lib = Library.create({**lib_snapshot(), "selected": "a"})
+    first = lib.items[0]
+
+    def body(s: Library) -> None:
+        s.items.pop(0)
+        s.selected = None
+        raise RuntimeError("undo")
+
+    with pytest.raises(RuntimeError):
+        lib.run(body)
+    assert lib.selected is first
+    assert is_alive(first)
+
+
+def test_reference_to_node_of_other_tree_is_rejected_or_unresolvable() -> None:
+    lib = Library.create(lib_snapshot())
+    stranger = Item.create({"id": "zz"})
+    try:
+        lib.assign("selected", stranger)
+    except MSTError:
+        assert lib.selected is None
+    else:
+        with pytest.raises(InvalidReferenceError):
+            _ = lib.selected
 
 
 def test_safe_reference_resolves() -> None:

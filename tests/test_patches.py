@@ -183,6 +183,14 @@ CASES: list[tuple[str, Callable[[Store], Any], list[dict[str, Any]]]] = [
         [rep("/nums", [7, 8, 9, 10])],
     ),
     ("clear", lambda s: s.nums.clear(), [rep("/nums", [])]),
+    ("iadd", lambda s: s.nums.__iadd__([4]), [add("/nums/3", 4)]),
+    ("imul", lambda s: s.nums.__imul__(2), [add("/nums/3", 1), add("/nums/4", 2), add("/nums/5", 3)]),
+    ("insert_very_negative", lambda s: s.nums.insert(-10, 0), [add("/nums/0", 0)]),
+    (
+        "del_extended_slice",
+        lambda s: _delitem(s.nums, slice(None, None, 2)),
+        [rem("/nums/2"), rem("/nums/0")],
+    ),
     ("setitem", lambda s: s.nums.__setitem__(1, 20), [rep("/nums/1", 20)]),
     ("setitem_negative", lambda s: s.nums.__setitem__(-1, 30), [rep("/nums/2", 30)]),
     ("sort_changes_order", lambda s: s.nums.sort(reverse=True), [rep("/nums", [3, 2, 1])]),
@@ -237,6 +245,7 @@ CASES: list[tuple[str, Callable[[Store], Any], list[dict[str, Any]]]] = [
     ("dict_setdefault_new", lambda s: s.tags.setdefault("w", 7), [add("/tags/w", 7)]),
     ("dict_setdefault_existing", lambda s: s.tags.setdefault("x", 7), []),
     ("dict_popitem", lambda s: s.tags.popitem(), [rem("/tags/y")]),
+    ("dict_ior", lambda s: s.tags.__ior__({"x": 0, "z": 1}), [rep("/tags/x", 0), add("/tags/z", 1)]),
     ("dict_escape_slash_tilde", lambda s: s.tags.__setitem__("a/b~c", 1), [add("/tags/a~1b~0c", 1)]),
     ("dict_escape_tilde_one", lambda s: s.tags.__setitem__("~1", 2), [add("/tags/~01", 2)]),
     ("dict_empty_key", lambda s: s.tags.__setitem__("", 4), [add("/tags/", 4)]),
@@ -258,9 +267,7 @@ def test_granularity(name: str, mutate: Callable[[Store], Any], expected: list[d
 
 
 @pytest.mark.parametrize(("name", "mutate", "expected"), CASES, ids=CASE_IDS)
-def test_granularity_inside_action(
-    name: str, mutate: Callable[[Store], Any], expected: list[dict[str, Any]]
-) -> None:
+def test_granularity_inside_action(name: str, mutate: Callable[[Store], Any], expected: list[dict[str, Any]]) -> None:
     store = make_store()
     calls = listen(store)
     store.run(mutate)
@@ -290,6 +297,87 @@ def test_inverse_patches_in_reverse_undo(
     calls = listen(store)
     mutate(store)
     apply_patch(store, list(reversed(inverses(calls))))
+    assert get_snapshot(store) == before
+
+
+def test_assigning_list_snapshot_to_list_field_replaces_whole_list() -> None:
+    store = make_store()
+    unprotect(store)
+    calls = listen(store)
+    store.nums = [7, 8]
+    assert patches(calls) == [rep("/nums", [7, 8])]
+    assert list(store.nums) == [7, 8]
+
+
+def test_assigning_list_snapshot_keeps_list_node() -> None:
+    store = make_store()
+    unprotect(store)
+    nums = store.nums
+    store.nums = [7, 8]
+    assert store.nums is nums
+
+
+def test_assigning_equal_list_snapshot_emits_nothing() -> None:
+    store = make_store()
+    unprotect(store)
+    calls = listen(store)
+    store.nums = [1, 2, 3]
+    assert calls == []
+
+
+def test_assigning_dict_snapshot_to_dict_field_emits_per_key_patches() -> None:
+    store = make_store()
+    unprotect(store)
+    calls = listen(store)
+    store.tags = {"y": 5, "z": 1}
+    key = lambda p: p["path"]  # noqa: E731
+    assert sorted(patches(calls), key=key) == sorted([rem("/tags/x"), rep("/tags/y", 5), add("/tags/z", 1)], key=key)
+    assert dict(store.tags) == {"y": 5, "z": 1}
+
+
+def test_assigning_list_of_models_with_same_ids_reconciles_deeply() -> None:
+    store = make_store()
+    unprotect(store)
+    a = store.items[0]
+    calls = listen(store)
+    store.items = [I("a", "A"), I("b", "B2"), I("c", "C")]
+    assert patches(calls) == [rep("/items/1/text", "B2")]
+    assert store.items[0] is a
+
+
+@pytest.mark.parametrize(
+    ("mutate", "error"),
+    [
+        (lambda s: s.empty.pop(), IndexError),
+        (lambda s: s.nums.remove(99), ValueError),
+        (lambda s: _delitem(s.nums, 10), IndexError),
+        (lambda s: s.nums.__setitem__(10, 1), IndexError),
+        (lambda s: _delitem(s.tags, "missing"), KeyError),
+        (lambda s: s.tags.pop("missing"), KeyError),
+        (lambda s: s.empty.append("not an int"), ValidationError),
+        (lambda s: _setattr(s, "count", "not an int"), ValidationError),
+        (lambda s: s.tags.__setitem__("k", "not an int"), ValidationError),
+    ],
+    ids=[
+        "pop_empty",
+        "remove_missing",
+        "del_out_of_range",
+        "set_out_of_range",
+        "del_key",
+        "pop_key",
+        "bad_item",
+        "bad_field",
+        "bad_value",
+    ],
+)
+def test_failed_mutation_emits_nothing_and_changes_nothing(mutate: Callable[[Store], Any], error: type) -> None:
+    store = make_store()
+    before = get_snapshot(store)
+    unprotect(store)
+    calls = listen(store)
+    with pytest.raises(error):
+        mutate(store)
+    assert calls == []
     assert get_snapshot(store) == before
 
 
@@ -1124,9 +1212,7 @@ OPS = st.one_of(
     st.tuples(st.just("pop"), st.integers(0, 6)),
     st.tuples(st.just("set"), st.integers(0, 6), st.integers(0, 9)),
     st.tuples(st.just("delslice"), st.integers(0, 5), st.integers(0, 5)),
-    st.tuples(
-        st.just("setslice"), st.integers(0, 5), st.integers(0, 5), st.lists(st.integers(0, 9), max_size=3)
-    ),
+    st.tuples(st.just("setslice"), st.integers(0, 5), st.integers(0, 5), st.lists(st.integers(0, 9), max_size=3)),
     st.tuples(st.just("clear")),
     st.tuples(st.just("sort")),
     st.tuples(st.just("reverse")),
@@ -1139,6 +1225,10 @@ OPS = st.one_of(
     st.tuples(st.just("item_snap"), st.integers(0, 4), st.text(max_size=2)),
     st.tuples(st.just("item_reverse")),
     st.tuples(st.just("field_item"), st.one_of(st.none(), st.sampled_from(["i", "j"])), st.text(max_size=2)),
+    st.tuples(st.just("apply_items"), st.lists(st.sampled_from(IDS), unique=True, max_size=4), st.text(max_size=1)),
+    st.tuples(st.just("apply_nums"), st.lists(st.integers(0, 9), max_size=4)),
+    st.tuples(st.just("apply_tags"), st.dictionaries(st.sampled_from(KEYS), st.integers(0, 9), max_size=3)),
+    st.tuples(st.just("patch_nums"), st.integers(0, 9)),
 )
 
 
@@ -1185,6 +1275,14 @@ def run_op(s: Store, op: tuple[Any, ...]) -> None:
         s.items.reverse()
     elif kind == "field_item":
         s.item = None if op[1] is None else {"id": op[1], "text": op[2]}
+    elif kind == "apply_items":
+        apply_snapshot(s.items, [{"id": i, "text": op[2]} for i in op[1]])
+    elif kind == "apply_nums":
+        apply_snapshot(s.nums, op[1])
+    elif kind == "apply_tags":
+        apply_snapshot(s.tags, op[1])
+    elif kind == "patch_nums":
+        apply_patch(s.nums, {"op": "add", "path": "/-", "value": op[1]})
 
 
 @settings(max_examples=120, deadline=None)

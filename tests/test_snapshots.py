@@ -8,11 +8,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mst_llm import (
     DeadNodeError,
     ValidationError,
     action,
+    apply_patch,
     apply_snapshot,
     clone,
     get_env,
@@ -341,6 +344,23 @@ def test_frozen_value_mutation_raises_type_error() -> None:
         store.meta["a"].append(3)
 
 
+def test_frozen_field_replaced_whole() -> None:
+    store = Store.create({"meta": {"a": 1}})
+    unprotect(store)
+    patches: list[Any] = []
+    on_patch(store, lambda p, inv: patches.append((p, inv)))
+    store.meta = {"b": [2]}
+    assert store.meta == {"b": [2]}
+    assert patches == [
+        (
+            {"op": "replace", "path": "/meta", "value": {"b": [2]}},
+            {"op": "replace", "path": "/meta", "value": {"a": 1}},
+        )
+    ]
+    with pytest.raises(TypeError):
+        store.meta["b"].append(3)
+
+
 def test_frozen_field_accepts_none() -> None:
     store = Store.create({"meta": None})
     assert store.meta is None
@@ -446,6 +466,35 @@ def test_subtree_snapshot_not_rebuilt_by_change_elsewhere() -> None:
     todos_before = get_snapshot(store.todos)
     store.set_name("other")
     assert get_snapshot(store.todos) is todos_before
+
+
+def test_apply_snapshot_keeps_snapshot_identity_of_unchanged_items() -> None:
+    store = make_store()
+    before = get_snapshot(store)
+    target = full_snapshot()
+    target["todos"][0]["title"] = "only this"
+    apply_snapshot(store, target)
+    after = get_snapshot(store)
+    assert after["todos"][1] is before["todos"][1]
+    assert after["todos"][2] is before["todos"][2]
+    assert after["by_key"] is before["by_key"]
+
+
+def test_failed_action_keeps_node_objects_and_snapshot() -> None:
+    store = make_store()
+    before = get_snapshot(store)
+    nodes = list(store.todos)
+
+    def body(s: Store) -> None:
+        s.todos.pop(0)
+        s.todos[0].title = "changed"
+        raise RuntimeError("rollback")
+
+    with pytest.raises(RuntimeError):
+        store.run(body)
+    assert get_snapshot(store) == before
+    assert all(x is y for x, y in zip(store.todos, nodes, strict=True))
+    assert all(is_alive(x) for x in nodes)
 
 
 # --------------------------------------------------------------------------- apply_snapshot
@@ -781,6 +830,25 @@ def test_on_snapshot_on_list_node() -> None:
     assert [x["id"] for x in snaps[0]] == ["a", "b", "c", "d"]
 
 
+def test_on_snapshot_receives_the_shared_snapshot_object() -> None:
+    store = make_store()
+    snaps: list[Any] = []
+    on_snapshot(store, snaps.append)
+    before = get_snapshot(store)
+    store.todos[0].set_title("x")
+    assert snaps[0] is get_snapshot(store)
+    assert snaps[0]["todos"][1] is before["todos"][1]
+
+
+def test_on_snapshot_after_apply_snapshot_on_child() -> None:
+    store = make_store()
+    snaps: list[Any] = []
+    on_snapshot(store, snaps.append)
+    apply_snapshot(store.todos[0], {"id": "a", "title": "new"})
+    assert len(snaps) == 1
+    assert snaps[0]["todos"][0]["title"] == "new"
+
+
 def test_on_snapshot_disposer_stops_notifications() -> None:
     store = make_store()
     snaps: list[Any] = []
@@ -898,3 +966,67 @@ def test_snapshot_of_node_replaced_by_apply_snapshot_is_last_state() -> None:
     apply_snapshot(store.todos, [{"id": "a"}])
     assert not is_alive(c)
     assert get_snapshot(c) == {"id": "c", "title": "C", "done": True, "tags": []}
+
+
+# --------------------------------------------------------------------------- apply_snapshot, property based
+
+SMALL = st.integers(0, 3)
+TODO_SNAPS = st.lists(
+    st.fixed_dictionaries(
+        {"id": st.sampled_from(["a", "b", "c", "d", "e"])},
+        optional={
+            "title": st.text(max_size=2),
+            "done": st.booleans(),
+            "tags": st.lists(st.text(max_size=1), max_size=2),
+        },
+    ),
+    max_size=5,
+    unique_by=lambda d: d["id"],
+)
+STORE_SNAPS = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": st.text(max_size=3),
+        "todos": TODO_SNAPS,
+        "counts": st.dictionaries(st.sampled_from(["z", "y", "x", "a/b"]), st.integers(-3, 3), max_size=3),
+        "points": st.lists(st.fixed_dictionaries({}, optional={"x": st.integers(0, 3)}), max_size=3),
+        "origin": st.one_of(st.none(), st.fixed_dictionaries({"x": st.integers(0, 3), "y": st.integers(0, 3)})),
+        "note": st.one_of(st.none(), st.text(max_size=2)),
+    },
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(target=STORE_SNAPS)
+def test_apply_snapshot_property(target: dict[str, Any]) -> None:
+    store = make_store()
+    by_id = {todo.id: todo for todo in store.todos}
+    origin = store.origin
+    patches: list[Any] = []
+    inverses: list[Any] = []
+    snaps: list[Any] = []
+    on_patch(store, lambda p, inv: (patches.append(p), inverses.append(inv)))
+    on_snapshot(store, snaps.append)
+    before = get_snapshot(store)
+
+    apply_snapshot(store, target)
+
+    expected = get_snapshot(Store.create(copy.deepcopy(target)))
+    assert get_snapshot(store) == expected
+    # nodes with a surviving identifier are kept
+    for todo in store.todos:
+        if todo.id in by_id:
+            assert todo is by_id[todo.id]
+    for ident, node in by_id.items():
+        assert is_alive(node) == any(t_["id"] == ident for t_ in target.get("todos", []))
+    if target.get("origin") is not None:
+        assert store.origin is origin
+    # one notification at most, and only if something changed
+    assert len(snaps) == (0 if expected == before else 1)
+    assert (patches == []) == (expected == before)
+    # the emitted patches replay and undo exactly
+    fresh = make_store()
+    apply_patch(fresh, patches)
+    assert get_snapshot(fresh) == expected
+    apply_patch(fresh, list(reversed(inverses)))
+    assert get_snapshot(fresh) == before

@@ -93,12 +93,11 @@ class Store:
     todos: list[Todo]
     by_key: dict[str, Todo]
     nums: list[Num]
-    others: list[Other]
-    leaves: dict[str, Leaf]
     selected: t.Reference[Todo] | None = None
     num_ref: t.Reference[Num] | None = None
     fav: t.SafeReference[Todo] | None = None
     favs: list[t.SafeReference[Todo]]
+    refs: list[t.Reference[Todo]]
 
     @action
     def run(self, fn: Callable[[Store], Any]) -> Any:
@@ -110,8 +109,38 @@ INITIAL: dict[str, Any] = {
     "todos": [{"id": "a", "title": "A"}, {"id": "b", "title": "B"}, {"id": "c", "title": "C"}],
     "by_key": {"k": {"id": "k", "title": "K"}},
     "nums": [{"id": 3, "label": "three"}, {"id": 7}],
-    "leaves": {"": {"value": "empty"}, "/": {"value": "slash"}, "~": {"value": "tilde"}, "x": {}},
 }
+
+
+@model
+class Paths:
+    leaves: dict[str, Leaf]
+
+
+@model
+class Mixed:
+    todos: list[Todo]
+    others: list[Other]
+
+
+@model
+class FreshInDict:
+    value: str = ""
+
+
+@model
+class FreshInList:
+    value: str = ""
+
+
+@model
+class HoldsFresh:
+    in_dict: dict[str, FreshInDict]
+    in_list: list[FreshInList]
+
+
+def make_paths() -> Paths:
+    return Paths.create({"leaves": {"": {"value": "empty"}, "/": {"value": "slash"}, "~": {"value": "tilde"}, "x": {}}})
 
 
 def make_store(env: Any = None, **overrides: Any) -> Store:
@@ -172,7 +201,8 @@ def test_has_parent() -> None:
 def test_get_parent_of_type() -> None:
     store = make_store()
     assert get_parent_of_type(store.todos[0], Store) is store
-    assert get_parent_of_type(store.leaves["x"], Store) is store
+    paths = make_paths()
+    assert get_parent_of_type(paths.leaves["x"], Paths) is paths
 
 
 def test_get_parent_of_type_missing_raises() -> None:
@@ -219,10 +249,10 @@ def test_get_path_of_children() -> None:
 
 
 def test_get_path_escapes_keys() -> None:
-    store = make_store()
-    assert get_path(store.leaves[""]) == "/leaves/"
-    assert get_path(store.leaves["/"]) == "/leaves/~1"
-    assert get_path(store.leaves["~"]) == "/leaves/~0"
+    paths = make_paths()
+    assert get_path(paths.leaves[""]) == "/leaves/"
+    assert get_path(paths.leaves["/"]) == "/leaves/~1"
+    assert get_path(paths.leaves["~"]) == "/leaves/~0"
 
 
 def test_get_path_updates_when_items_shift() -> None:
@@ -241,7 +271,7 @@ def test_get_path_parts() -> None:
     store = make_store()
     assert list(get_path_parts(store)) == []
     assert list(get_path_parts(store.todos[1])) == ["todos", "1"]
-    assert list(get_path_parts(store.leaves["/"])) == ["leaves", "/"]
+    assert list(get_path_parts(make_paths().leaves["/"])) == ["leaves", "/"]
 
 
 def test_resolve_path_to_nodes() -> None:
@@ -265,10 +295,10 @@ def test_resolve_path_relative_to_given_node() -> None:
 
 
 def test_resolve_path_roundtrips_get_path_with_weird_keys() -> None:
-    store = make_store()
+    paths = make_paths()
     for key in ["", "/", "~", "x"]:
-        node = store.leaves[key]
-        assert resolve_path(store, get_path(node)) is node
+        node = paths.leaves[key]
+        assert resolve_path(paths, get_path(node)) is node
 
 
 def test_resolve_path_missing_raises_mst_error() -> None:
@@ -310,8 +340,7 @@ def test_get_identifier_number_is_str() -> None:
 
 
 def test_get_identifier_none_without_identifier() -> None:
-    store = make_store()
-    assert get_identifier(store.leaves["x"]) is None
+    assert get_identifier(make_paths().leaves["x"]) is None
 
 
 def test_resolve_identifier() -> None:
@@ -357,8 +386,18 @@ def test_duplicate_identifier_on_append_raises_and_changes_nothing() -> None:
     assert get_snapshot(store) == before
 
 
+def test_dict_of_model_type_never_created_before() -> None:
+    holder = HoldsFresh.create({"in_dict": {"k": {"value": "v"}}})
+    assert holder.in_dict["k"].value == "v"
+
+
+def test_empty_list_of_model_type_never_created_before() -> None:
+    holder = HoldsFresh.create({})
+    assert list(holder.in_list) == []
+
+
 def test_same_identifier_in_different_types_is_allowed() -> None:
-    store = make_store(others=[{"id": "a"}])
+    store = Mixed.create({"todos": [{"id": "a"}], "others": [{"id": "a"}]})
     assert resolve_identifier(Other, store, "a") is store.others[0]
     assert resolve_identifier(Todo, store, "a") is store.todos[0]
 
@@ -518,6 +557,29 @@ def test_detach_from_dict_emits_remove_patch() -> None:
     assert patches == [{"op": "remove", "path": "/by_key/k"}]
     assert "k" not in store.by_key
     assert is_alive(k)
+
+
+def test_detached_subtree_keeps_its_snapshot_object() -> None:
+    store = make_store()
+    unprotect(store)
+    before = get_snapshot(store)
+    todo = detach(store.todos[0])
+    assert get_snapshot(todo) is before["todos"][0]
+    assert get_snapshot(store)["todos"][0] is before["todos"][1]
+
+
+def test_detached_node_changes_no_longer_reach_old_root() -> None:
+    store = make_store()
+    unprotect(store)
+    todo = detach(store.todos[0])
+    patches: list[Any] = []
+    on_patch(store, lambda p, inv: patches.append(p))
+    own: list[Any] = []
+    on_patch(todo, lambda p, inv: own.append(p))
+    unprotect(todo)
+    todo.title = "elsewhere"
+    assert patches == []
+    assert own == [{"op": "replace", "path": "/title", "value": "elsewhere"}]
 
 
 def test_detach_inside_action() -> None:
@@ -701,8 +763,7 @@ def test_json_patch_path() -> None:
 
 
 def test_json_patch_path_matches_get_path() -> None:
-    store = make_store()
-    node = store.leaves["/"]
+    node = make_paths().leaves["/"]
     assert json_patch_path(list(get_path_parts(node))) == get_path(node)
 
 
@@ -785,6 +846,48 @@ def test_reference_set_to_none() -> None:
     store.selected = None
     assert store.selected is None
     assert get_snapshot(store)["selected"] is None
+
+
+def test_list_of_references_resolves_to_nodes() -> None:
+    store = make_store(refs=["c", "a"])
+    assert store.refs[0] is store.todos[2]
+    assert store.refs[1] is store.todos[0]
+    assert [x.title for x in store.refs] == ["C", "A"]
+    assert get_snapshot(store)["refs"] == ["c", "a"]
+
+
+def test_append_node_to_list_of_references_stores_identifier() -> None:
+    store = make_store()
+    unprotect(store)
+    patches: list[Any] = []
+    on_patch(store, lambda p, inv: patches.append(p))
+    store.refs.append(store.todos[1])
+    assert store.refs[0] is store.todos[1]
+    assert get_snapshot(store)["refs"] == ["b"]
+    assert patches == [{"op": "add", "path": "/refs/0", "value": "b"}]
+
+
+def test_reference_resolves_to_replacing_node_with_same_identifier() -> None:
+    store = make_store(selected="a")
+    unprotect(store)
+    old = store.todos[0]
+    store.todos[0] = Todo.create({"id": "a", "title": "replacement"})
+    assert store.todos[0] is not old
+    assert store.selected is store.todos[0]
+    assert store.selected.title == "replacement"
+
+
+def test_reference_to_node_in_dict() -> None:
+    store = make_store(selected="k")
+    assert store.selected is store.by_key["k"]
+
+
+def test_assign_wrong_node_type_to_reference_raises() -> None:
+    store = make_store(selected="a")
+    unprotect(store)
+    with pytest.raises(ValidationError):
+        store.selected = store.nums[0]
+    assert get_snapshot(store)["selected"] == "a"
 
 
 def test_safe_reference_resolves() -> None:
@@ -917,7 +1020,8 @@ def test_destroy_parent_destroys_children_first() -> None:
     parent = HookParent.create({"children": [{"title": "a"}, {"title": "b"}]})
     EVENTS.clear()
     destroy(parent)
-    assert EVENTS == ["destroy a", "destroy b", "destroy parent 2"]
+    assert sorted(EVENTS[:2]) == ["destroy a", "destroy b"]
+    assert EVENTS[2:] == ["destroy parent 2"]
 
 
 def test_full_hook_sequence() -> None:

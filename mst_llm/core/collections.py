@@ -154,7 +154,7 @@ class ListNode(NodeSlots, list[Any]):
         values = list(values)
         item = self._type.item
         current = list(list.__iter__(self))
-        new_items, deep = _match_items(item, current, values, self)
+        new_items, deep = _match_items(item, current, values)
         size, count = len(current), len(new_items)
         prefix = 0
         while prefix < size and prefix < count and _same(new_items[prefix], current[prefix]):
@@ -671,43 +671,49 @@ def _same(new: Any, old: Any) -> bool:
     return new is old or (not is_node(new) and new is not MISSING and new == old and type(new) is type(old))
 
 
-def _match_items(item: Type, current: list[Any], values: list[Any], owner: ListNode) -> tuple[list[Any], list[Any]]:
+def _match_items(item: Type, current: list[Any], values: list[Any]) -> tuple[list[Any], list[Any]]:
     """For each new value: the existing node it reconciles with, the value itself (plain items), or MISSING
-    (a node must be created). Also returns the (node, snapshot) pairs to reconcile deeply."""
+    (a node must be created). Also returns the (node, snapshot) pairs to reconcile deeply.
+
+    Model items match by identifier through a hash of the current items (linear); items without an
+    identifier are kept only where the same position already holds an equal snapshot."""
     base = _unwrap(item)
-    models = base._models() if isinstance(base, UnionType) else [base] if isinstance(base, ModelType) else []
+    union = base if isinstance(base, UnionType) else None
+    models = union._models() if union is not None else [base] if isinstance(base, ModelType) else []
     deep: list[tuple[Any, Any]] = []
     if not models:
         return [item.create(value) if not item.is_node else MISSING for value in values], deep
-    id_fields = {model.id_field for model in models}
     by_id: dict[tuple[Any, str], Any] = {}
     for node in current:
-        if node is not None and type(node)._mst_id_field is not None:
-            by_id[(type(node), str(node._mst_identifier()))] = node
+        if node is not None and node._mst_id_family is not None:
+            by_id[(type(node), node._mst_identifier())] = node
     result: list[Any] = []
+    append = result.append
+    member: Any = base
     for position, value in enumerate(values):
-        if is_node(value):
-            result.append(value)
+        if type(value) is not dict and (is_node(value) or not isinstance(value, Mapping)):
+            append(value if is_node(value) else MISSING)
             continue
-        if not isinstance(value, Mapping):
-            result.append(MISSING)
-            continue
-        member = base.dispatch(value) if isinstance(base, UnionType) else base
-        cls: Any = member.cls if isinstance(member, ModelType) else None
-        id_field = member.id_field if isinstance(member, ModelType) else None
-        if id_field is not None and id_field in id_fields:
-            existing = by_id.get((cls, str(value.get(id_field))))
+        if union is not None:
+            member = union.dispatch(value)
+            if not isinstance(member, ModelType):
+                append(MISSING)
+                continue
+        id_field = member.id_field
+        if id_field is not None:
+            existing = by_id.get((member.cls, str(value.get(id_field))))
             if existing is not None:
-                result.append(existing)
-                if existing._mst_snapshot_now() != value:
+                append(existing)
+                snap = existing._snap
+                if (snap if snap is not None else existing._mst_snapshot()) != value:
                     deep.append((existing, value))
                 continue
-        elif cls is not None and position < len(current):
+        elif position < len(current):
             existing = current[position]
-            if type(existing) is cls and existing._mst_snapshot_now() == value:
-                result.append(existing)
+            if type(existing) is member.cls and existing._mst_snapshot_now() == value:
+                append(existing)
                 continue
-        result.append(MISSING)
+        append(MISSING)
     return result, deep
 
 

@@ -17,7 +17,8 @@ import attrs
 
 from mst_llm.core import collections, lifecycle, reactivity
 from mst_llm.core.collections import STRUCTURE, _adopt
-from mst_llm.core.frozen import FrozenDict, frozen_dict
+from mst_llm.core.compile import compile_build, compile_snapshot, compile_validate
+from mst_llm.core.frozen import FrozenDict
 from mst_llm.core.lifecycle import register_safe_ref
 from mst_llm.core.node import ModelNodeBase, Tree, is_node, register_subtree
 from mst_llm.core.reactivity import Computed
@@ -328,44 +329,23 @@ class ModelNode(ModelNodeBase):
         cls._mst_safe_refs = tuple(
             spec for spec in cls._mst_specs if spec.kind == "reference" and reference_type_of(spec.type).safe
         )
+        # the generated hot-path functions replace the generic entry points below
+        cls._mst_validate = staticmethod(compile_validate(cls, cls._mst_specs, _unknown_fields(cls)))  # type: ignore[method-assign]
+        cls._mst_build = staticmethod(  # type: ignore[method-assign]
+            compile_build(cls, cls._mst_specs, cls._mst_volatiles, _pending if cls._mst_has_hooks else None, _adopt)
+        )
+        cls._mst_snapshot = compile_snapshot(cls._mst_specs)  # type: ignore[method-assign]
         cls._mst_ready = True
 
     @classmethod
     def _mst_validate(cls, snapshot: Mapping[str, Any], path: str, errors: list[tuple[str, str]]) -> None:
         cls._mst_prepare()
-        present = 0
-        for spec in cls._mst_specs:
-            value = snapshot.get(spec.name, MISSING)
-            if value is MISSING:
-                if not spec.type.optional:
-                    errors.append((f"{path}/{spec.name}", f"required field {spec.name!r} is missing"))
-                continue
-            present += 1
-            spec.type.validate(value, f"{path}/{spec.name}", errors)
-        if present != len(snapshot):
-            for key in snapshot:
-                if key not in cls._mst_fields or cls._mst_fields[key].volatile is not None:
-                    errors.append((f"{path}/{key}", f"unknown field {key!r} for {cls.__name__}"))
+        cls._mst_validate(snapshot, path, errors)
 
     @classmethod
     def _mst_build(cls, snapshot: Mapping[str, Any]) -> Any:
         cls._mst_prepare()
-        node = object.__new__(cls)
-        node._parent = node._key = node._snap = node._dirty = node._obs = node._hooks = node._tree = None
-        node._views = None
-        for spec in cls._mst_specs:
-            value = snapshot.get(spec.name, MISSING)
-            if value is MISSING:
-                value = spec.type.default_snapshot()
-            stored = spec.create(value)
-            spec.set(node, stored)
-            if spec.is_node and stored is not None:
-                _adopt(stored, node, spec.name)
-        for spec in cls._mst_volatiles:
-            spec.set(node, spec.volatile.initial())  # type: ignore[union-attr]
-        if lifecycle.hooks_in_use and cls._mst_has_hooks:
-            lifecycle.pending.append(node)
-        return node
+        return cls._mst_build(snapshot)
 
     _mst_has_hooks = False
 
@@ -406,14 +386,8 @@ class ModelNode(ModelNodeBase):
         self._snap = None
 
     def _mst_snapshot(self) -> FrozenDict:
-        snap = frozen_dict(
-            [
-                (spec.name, spec.get(self) if spec.plain else spec.snapshot(spec.get(self)))
-                for spec in type(self)._mst_specs
-            ]
-        )
-        self._snap = snap
-        return snap
+        type(self)._mst_prepare()
+        return type(self)._mst_snapshot(self)
 
     def _mst_snapshot_now(self) -> FrozenDict:
         snap = self._snap
@@ -448,6 +422,22 @@ class ModelNode(ModelNodeBase):
 
     def __reduce__(self) -> Any:
         raise TypeError("tree nodes cannot be pickled; pickle get_snapshot(node) instead")
+
+
+def _pending(node: Any) -> None:
+    lifecycle.pending.append(node)
+
+
+def _unknown_fields(cls: Any) -> Any:
+    fields = cls._mst_fields
+
+    def unknown(snapshot: Mapping[str, Any], path: str, errors: list[tuple[str, str]]) -> None:
+        for key in snapshot:
+            spec = fields.get(key)
+            if spec is None or spec.volatile is not None:
+                errors.append((f"{path}/{key}", f"unknown field {key!r} for {cls.__name__}"))
+
+    return unknown
 
 
 def _id_family(cls: type) -> type:

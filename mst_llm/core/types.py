@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, Union
 
 from mst_llm.core.frozen import FrozenDict, FrozenList, freeze
+from mst_llm.core.node import is_node
 from mst_llm.errors import ValidationError
 
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
@@ -80,10 +81,14 @@ class Type:
 
 
 class Primitive(Type):
-    def __init__(self, name: str, accepts: Callable[[Any], bool], convert: Callable[[Any], Any] | None = None):
+    def __init__(
+        self, name: str, exact: type, accepts: Callable[[Any], bool], convert: Callable[[Any], Any] | None = None
+    ) -> None:
         self.name = name
+        self.exact = exact  # exact instances are always valid: the fast path of generated validators
         self.accepts = accepts
         self.convert = convert
+        self.identity_create = convert is None
 
     def validate(self, value: Any, path: str, errors: Errors) -> None:
         if not self.accepts(value):
@@ -93,17 +98,20 @@ class Primitive(Type):
         return value if self.convert is None else self.convert(value)
 
 
-STR = Primitive("str", lambda v: isinstance(v, str))
-INT = Primitive("int", lambda v: isinstance(v, int) and not isinstance(v, bool))
+STR = Primitive("str", str, lambda v: isinstance(v, str))
+INT = Primitive("int", int, lambda v: isinstance(v, int) and not isinstance(v, bool))
 FLOAT = Primitive(
     "float",
+    float,
     lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
     lambda v: v if type(v) is float else float(v),
 )
-BOOL = Primitive("bool", lambda v: v is True or v is False)
+BOOL = Primitive("bool", bool, lambda v: v is True or v is False)
 
 
 class LiteralType(Type):
+    identity_create = True
+
     def __init__(self, values: Iterable[Any]) -> None:
         self.values = tuple(values)
         self.name = " | ".join(repr(v) for v in self.values)
@@ -117,6 +125,8 @@ class LiteralType(Type):
 
 class IdentifierType(Type):
     """The node's identifier: unique per model type within a tree, never changed once set."""
+
+    identity_create = True
 
     def __init__(self, numeric: bool) -> None:
         self.numeric = numeric
@@ -320,8 +330,6 @@ class SnapshotProcessor(Type):
         return self.base.is_node
 
     def _pre(self, value: Any) -> Any:
-        from mst_llm.core.node import is_node
-
         if self.pre_process is None or is_node(value):
             return value
         return self.pre_process(value)
@@ -427,8 +435,6 @@ class ModelType(Type):
         if type(value) is dict or isinstance(value, Mapping):
             cls._mst_validate(value, path, errors)
             return
-        from mst_llm.core.node import is_node
-
         if is_node(value):
             errors.append((path, f"expected a {self.name}, got a {type(value).__name__} node"))
         else:
@@ -593,14 +599,18 @@ class ListType(Type):
     def holds_safe_refs(self) -> bool:
         return _is_safe_reference(self.item)
 
+    @functools.cached_property
+    def id_field(self) -> str | None:
+        """The identifier field of the item model type, if it has one (duplicates are invalid)."""
+        base = _unwrap(self.item)
+        return base.id_field if isinstance(base, ModelType) else None
+
     @property
     def name(self) -> str:  # type: ignore[override]
         return f"list[{self.item.name}]"
 
     def validate(self, value: Any, path: str, errors: Errors) -> None:
-        from mst_llm.core.collections import ListNode
-
-        if isinstance(value, ListNode):
+        if type(value) is not list and is_node(value):
             _validate_node_value(value, path, errors)
             if not errors:
                 value = list(value)
@@ -608,9 +618,12 @@ class ListType(Type):
                 return
         if isinstance(value, (list, tuple)):
             item = self.item
+            exact = getattr(item, "exact", None)
             for index, element in enumerate(value):
-                item.validate(element, f"{path}/{index}", errors)
-            _check_unique_ids(self.item, value, path, errors)
+                if type(element) is not exact:
+                    item.validate(element, f"{path}/{index}", errors)
+            if self.id_field is not None:
+                _check_unique_ids(self.id_field, self.item, value, path, errors)
             return
         errors.append((path, f"expected a list, got {_kind(value)} {_show(value)}"))
 
@@ -636,21 +649,18 @@ class ListType(Type):
         return ()
 
     def reconciles(self, current: Any, value: Any) -> bool:
-        from mst_llm.core.node import is_node
-
         return value is not current and isinstance(value, (list, tuple)) and not is_node(value)
 
 
-def _check_unique_ids(item: Type, values: Iterable[Any], path: str, errors: Errors) -> None:
+def _check_unique_ids(id_field: str, item: Type, values: Iterable[Any], path: str, errors: Errors) -> None:
     base = _unwrap(item)
-    if not isinstance(base, ModelType) or base.id_field is None:
-        return
-    id_field = base.id_field
     seen: set[Any] = set()
     for index, element in enumerate(values):
-        ident = element.get(id_field) if isinstance(element, Mapping) else getattr(element, id_field, None)
+        ident = element.get(id_field) if type(element) is dict or isinstance(element, Mapping) else None
         if ident is None:
-            continue
+            ident = getattr(element, id_field, None) if is_node(element) else None
+            if ident is None:
+                continue
         key = str(ident)
         if key in seen:
             errors.append((f"{path}/{index}", f"duplicate identifier {key!r} for type {base.name}"))
@@ -674,9 +684,7 @@ class DictType(Type):
         return f"dict[str, {self.value.name}]"
 
     def validate(self, value: Any, path: str, errors: Errors) -> None:
-        from mst_llm.core.collections import DictNode
-
-        if isinstance(value, DictNode):
+        if type(value) is not dict and is_node(value):
             _validate_node_value(value, path, errors)
             if errors:
                 return
@@ -718,8 +726,6 @@ class DictType(Type):
         return FrozenDict()
 
     def reconciles(self, current: Any, value: Any) -> bool:
-        from mst_llm.core.node import is_node
-
         return value is not current and isinstance(value, Mapping) and not is_node(value)
 
 
