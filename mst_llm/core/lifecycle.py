@@ -25,10 +25,14 @@ def attach(tx: Transaction, child: Any, parent: Any, key: Any) -> None:
     if child._parent is not None:
         raise ValidationError([("", f"{type(child).__name__} node is already in a tree; detach() it first")])
     tree = tree_of(parent)
-    register_subtree(tree, child)
-    old_tree = child._tree
+    old_tree, old_key = child._tree, child._key
     child._parent = parent
     child._key = key
+    try:
+        register_subtree(tree, child)
+    except ValidationError:
+        child._parent, child._key = None, old_key
+        raise
     child._tree = None
     tx.undo.append((_unattach, child, tree, old_tree))
     if hooks_in_use:
