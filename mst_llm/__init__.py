@@ -30,9 +30,10 @@ from mst_llm.core.api import (
     unprotect,
     walk,
 )
-from mst_llm.core.history import record_patches
+from mst_llm.core.history import TimeTraveller, UndoManager, record_patches
 from mst_llm.core.model import ModelNode, action, flow, model, view
 from mst_llm.core.patch import apply_patch, escape_json_path, json_patch_path, on_patch, unescape_json_path
+from mst_llm.core.session import SessionLog, record_session
 from mst_llm.core.snapshot import apply_snapshot, get_snapshot, on_snapshot
 from mst_llm.errors import (
     DeadNodeError,
@@ -42,6 +43,7 @@ from mst_llm.errors import (
     PatchError,
     PathNotFoundError,
     ProtectionError,
+    SessionLogError,
     ValidationError,
 )
 
@@ -57,6 +59,10 @@ __all__ = [
     "PatchError",
     "PathNotFoundError",
     "ProtectionError",
+    "SessionLog",
+    "SessionLogError",
+    "TimeTraveller",
+    "UndoManager",
     "ValidationError",
     "__version__",
     "action",
@@ -91,6 +97,7 @@ __all__ = [
     "protect",
     "record_actions",
     "record_patches",
+    "record_session",
     "resolve_identifier",
     "resolve_path",
     "try_resolve",

@@ -9,6 +9,7 @@ import json
 from typing import Literal
 
 from mst_llm import (
+    ModelNode,
     ValidationError,
     action,
     apply_patch,
@@ -23,7 +24,7 @@ from mst_llm import types as t
 
 
 @model
-class Todo:
+class Todo(ModelNode):
     id: t.Identifier
     title: str = ""
     done: bool = False
@@ -35,7 +36,7 @@ class Todo:
 
 
 @model
-class Store:
+class Store(ModelNode):
     todos: list[Todo]
     selected: t.SafeReference[Todo] | None = None
     filter: Literal["all", "open", "done"] = "all"
@@ -46,7 +47,7 @@ class Store:
 
     @action
     def add(self, id: str, title: str, *tags: str) -> None:
-        self.todos.append({"id": id, "title": title, "tags": list(tags)})
+        self.todos.append(Todo(id=id, title=title, tags=list(tags)))
 
     @action
     def select(self, todo: Todo | None) -> None:

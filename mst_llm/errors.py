@@ -40,3 +40,7 @@ class InvalidReferenceError(MSTError):
 
 class PathNotFoundError(MSTError, LookupError):
     """A JSON pointer does not lead to a value in the tree."""
+
+
+class SessionLogError(MSTError):
+    """A session log cannot be read: not a session log, an unsupported format version, or corrupt entries."""

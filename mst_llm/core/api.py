@@ -15,7 +15,6 @@ from mst_llm.core.node import (
     path_parts_of,
     root_of,
     tree_of,
-    walk_nodes,
 )
 from mst_llm.core.patch import split_json_path
 from mst_llm.core.snapshot import get_snapshot, node_type
@@ -175,8 +174,7 @@ def get_type(node: Any) -> Any:
 
 def walk(node: Any, fn: Callable[[Any], Any]) -> None:
     """Call ``fn`` on every node of the subtree, children before parents (as MST does)."""
-    nodes = list(walk_nodes(_node(node)))
-    for current in reversed(nodes):
+    for current in lifecycle.post_order(_node(node)):
         fn(current)
 
 

@@ -218,7 +218,7 @@ class ListNode(NodeSlots, list[Any]):
                     if is_node(value) and value._parent is not self:
                         lifecycle.attach(tx, value, self, index + offset)
                 _renumber(self, index)
-            elif self._type.item.is_plain is False:
+            elif self._type.holds_safe_refs:
                 _register_safe_refs(None, self._type.item, self, STRUCTURE, items)
         except BaseException:
             rollback_to(tx, mark)
@@ -245,7 +245,7 @@ class ListNode(NodeSlots, list[Any]):
         if tx is None:
             run_bare(self, ListNode._mst_set, index, value)
             return
-        write(tx, self, index, self._type.item, _list_getitem(self, index), value)
+        write(tx, self, index, self._type.item, _list_getitem(self, index), value, by_identifier_only=True)
 
     # --- list API --------------------------------------------------------------------------------------
 
@@ -465,7 +465,7 @@ class DictNode(NodeSlots, dict[str, Any]):
             _dict_setitem(self, key, stored)
             if is_node(stored):
                 lifecycle.attach(tx, stored, self, key)
-            elif not typ.is_plain:
+            elif self._type.holds_safe_refs:
                 _register_safe_refs(None, typ, self, key, [(key, stored)])
         except BaseException:
             rollback_to(tx, mark)

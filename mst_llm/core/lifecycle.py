@@ -48,7 +48,7 @@ def _unattach(child: Any, tree: Tree, old_tree: Tree | None) -> None:
 def remove(tx: Transaction, node: Any) -> None:
     """Take ``node`` out of its parent for good: run before_destroy hooks, unregister and kill its subtree."""
     if hooks_in_use:
-        for current in _post_order(node):
+        for current in post_order(node):
             hook = getattr(type(current), "before_destroy", None)
             if hook is not None:
                 run_action(current, "before_destroy", hook, (), {})
@@ -89,7 +89,7 @@ def _kill(node: Any) -> None:
 def kill_root(node: Any) -> None:
     """Destroy a whole tree (outside any transaction)."""
     if hooks_in_use:
-        for current in _post_order(node):
+        for current in post_order(node):
             hook = getattr(type(current), "before_destroy", None)
             if hook is not None:
                 run_action(current, "before_destroy", hook, (), {})
@@ -173,7 +173,7 @@ def fire_created(node: Any, attached: bool) -> None:
             run_action(current, "after_attach", hook, (), {})
 
 
-def _post_order(node: Any) -> list[Any]:
+def post_order(node: Any) -> list[Any]:
     """Children (in order) before their parent."""
     order: list[Any] = []
     stack: list[tuple[Any, bool]] = [(node, False)]

@@ -11,7 +11,7 @@ import inspect
 import sys
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar, dataclass_transform
 
 import attrs
 
@@ -285,19 +285,20 @@ class ModelNode(ModelNodeBase):
         pass
 
     @classmethod
-    def create(cls, snapshot: Mapping[str, Any] | None = None, env: Any = None) -> Any:
+    def create(cls, snapshot: Mapping[str, Any] | None = None, env: Any = None) -> Self:
         """Build a new root node from a snapshot (ValidationError lists every bad path)."""
         cls._mst_prepare()
         if snapshot is None:
             snapshot = {}
         cls._mst_type.check(snapshot)
-        node = cls._mst_type.create(snapshot)
+        node: Self = cls._mst_type.create(snapshot)
         if node._parent is not None:
             raise ValidationError([("", f"{cls.__name__} node is already in a tree; detach() it first")])
-        return cls._mst_finish_root(node, env)
+        cls._mst_finish_root(node, env)
+        return node
 
     @classmethod
-    def _mst_finish_root(cls, node: Any, env: Any) -> Any:
+    def _mst_finish_root(cls, node: Any, env: Any) -> None:
         if node._tree is None:
             tree = Tree(env)
             register_subtree(tree, node)
@@ -308,7 +309,6 @@ class ModelNode(ModelNodeBase):
             node._tree.env = env
         if lifecycle.hooks_in_use:
             lifecycle.fire_created(node, attached=False)
-        return node
 
     @classmethod
     def _mst_prepare(cls) -> None:
@@ -330,11 +330,11 @@ class ModelNode(ModelNodeBase):
             spec for spec in cls._mst_specs if spec.kind == "reference" and reference_type_of(spec.type).safe
         )
         # the generated hot-path functions replace the generic entry points below
-        cls._mst_validate = staticmethod(compile_validate(cls, cls._mst_specs, _unknown_fields(cls)))  # type: ignore[method-assign]
-        cls._mst_build = staticmethod(  # type: ignore[method-assign]
-            compile_build(cls, cls._mst_specs, cls._mst_volatiles, _pending if cls._mst_has_hooks else None, _adopt)
-        )
-        cls._mst_snapshot = compile_snapshot(cls._mst_specs)  # type: ignore[method-assign]
+        validate = compile_validate(cls, cls._mst_specs, _unknown_fields(cls))
+        build = compile_build(cls, cls._mst_specs, cls._mst_volatiles, _pending if cls._mst_has_hooks else None, _adopt)
+        setattr(cls, "_mst_validate", staticmethod(validate))  # noqa: B010  (replaces a classmethod)
+        setattr(cls, "_mst_build", staticmethod(build))  # noqa: B010
+        setattr(cls, "_mst_snapshot", compile_snapshot(cls._mst_specs))  # noqa: B010
         cls._mst_ready = True
 
     @classmethod
@@ -482,8 +482,12 @@ collections._register_safe_refs = _register_container_refs
 _HOOK_NAMES = frozenset(lifecycle.HOOK_NAMES)
 
 
+@dataclass_transform(kw_only_default=True)
 def model(cls: C) -> C:
-    """Turn an annotated class into a tree model (an attrs class whose instances are nodes)."""
+    """Turn an annotated class into a tree model (an attrs class whose instances are nodes).
+
+    Inherit from ``ModelNode`` as well when you want type checkers to know ``create`` and the other
+    class methods; ``@model`` works the same either way."""
     module = sys.modules.get(cls.__module__)
     namespace: dict[str, Any] = dict(vars(module)) if module is not None else {}
     caller = sys._getframe(1)
@@ -508,7 +512,7 @@ def model(cls: C) -> C:
     }
     body["__annotations__"] = {}
     new_bases = tuple(model_bases) or (ModelNode,)
-    extra_bases = tuple(base for base in bases if base not in model_bases)
+    extra_bases = tuple(base for base in bases if base not in model_bases and base is not ModelNode)
     built = type(cls.__name__, (*new_bases, *extra_bases), body)
     built.__qualname__ = cls.__qualname__
     built.__module__ = cls.__module__
@@ -569,7 +573,8 @@ def _inherited(model_bases: list[type]) -> set[str]:
 def _copy_spec(spec: FieldSpec) -> FieldSpec:
     copy = object.__new__(FieldSpec)
     for slot in FieldSpec.__slots__:
-        setattr(copy, slot, getattr(spec, slot))
+        if hasattr(spec, slot):  # a base that was never used has not resolved its accessors yet
+            setattr(copy, slot, getattr(spec, slot))
     return copy
 
 

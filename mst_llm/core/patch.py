@@ -80,7 +80,7 @@ def _apply_one(root: Any, patch: Mapping[str, Any]) -> None:
     except PatchError:
         raise
     except ValidationError as error:
-        raise PatchError([(path, f"{p or '/'}: {m}") for p, m in error.errors]) from error
+        raise PatchError([(p or path, m) for p, m in error.errors]) from error
 
 
 def _resolve(node: Any, parts: list[str], path: str) -> Any:

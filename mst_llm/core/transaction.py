@@ -139,7 +139,7 @@ def run_action(
 ) -> Any:
     """Run ``fn(node, *args, **kwargs)`` as an action: one transaction if outermost, atomic either way."""
     check_alive(node)
-    middleware: list[tuple[Any, Callable[..., Any]]] | None = None
+    middleware: list[tuple[Any, tuple[Callable[..., Any], ...]]] | None = None
     listeners: list[tuple[Any, int]] | None = None
     current = node
     depth = 0
@@ -149,7 +149,7 @@ def run_action(
             if hooks.middleware:
                 if middleware is None:
                     middleware = []
-                middleware.extend((current, handler) for handler in hooks.middleware)
+                middleware.append((current, tuple(hooks.middleware)))
             if hooks.action or hooks.commit:
                 if listeners is None:
                     listeners = []
@@ -217,10 +217,10 @@ def _running_call(tx: Transaction, position: int = -1) -> ActionCall | None:
 
 
 def _run_middleware(
-    chain: list[tuple[Any, Callable[..., Any]]], call: ActionCall, base: Callable[[ActionCall], Any]
+    chain: list[tuple[Any, tuple[Callable[..., Any], ...]]], call: ActionCall, base: Callable[[ActionCall], Any]
 ) -> Any:
-    # outermost (root-side) middleware runs first
-    handlers = [handler for _, handler in reversed(chain)]
+    # ancestors' middleware runs before descendants'; on one node, in the order it was added
+    handlers = [handler for _, group in reversed(chain) for handler in group]
 
     def step(index: int, current: ActionCall) -> Any:
         if index == len(handlers):

@@ -13,7 +13,7 @@ import sys
 import types as _pytypes
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, TypeAlias, TypeVar, Union
 
 from mst_llm.core.frozen import FrozenDict, FrozenList, freeze
 from mst_llm.core.node import is_node
@@ -58,6 +58,10 @@ class Type:
     def reconciles(self, current: Any, value: Any) -> bool:
         """Whether assigning ``value`` should update the node ``current`` in place."""
         return False
+
+    def preprocess(self, value: Any) -> Any:
+        """The snapshot a node of this type is reconciled with (snapshot processors transform it)."""
+        return value
 
     def check(self, value: Any, path: str = "") -> None:
         errors: Errors = []
@@ -211,6 +215,9 @@ class Nullable(Type):
     def is_safe_reference(self) -> bool:  # type: ignore[override]
         return self.inner.is_safe_reference
 
+    def preprocess(self, value: Any) -> Any:
+        return self.inner.preprocess(value)
+
     def validate(self, value: Any, path: str, errors: Errors) -> None:
         if value is not None:
             self.inner.validate(value, path, errors)
@@ -253,6 +260,9 @@ class WithDefault(Type):
     def is_safe_reference(self) -> bool:  # type: ignore[override]
         return self.inner.is_safe_reference
 
+    def preprocess(self, value: Any) -> Any:
+        return self.inner.preprocess(value)
+
     def validate(self, value: Any, path: str, errors: Errors) -> None:
         self.inner.validate(value, path, errors)
 
@@ -289,6 +299,9 @@ class Refinement(Type):
     @property
     def is_safe_reference(self) -> bool:  # type: ignore[override]
         return self.base.is_safe_reference
+
+    def preprocess(self, value: Any) -> Any:
+        return self.base.preprocess(value)
 
     def validate(self, value: Any, path: str, errors: Errors) -> None:
         before = len(errors)
@@ -337,6 +350,9 @@ class SnapshotProcessor(Type):
     @property
     def is_safe_reference(self) -> bool:  # type: ignore[override]
         return self.base.is_safe_reference
+
+    def preprocess(self, value: Any) -> Any:
+        return self.base.preprocess(self._pre(value))
 
     def validate(self, value: Any, path: str, errors: Errors) -> None:
         try:
@@ -393,6 +409,9 @@ class LateType(Type):
     @property
     def is_safe_reference(self) -> bool:  # type: ignore[override]
         return self.resolved.is_safe_reference
+
+    def preprocess(self, value: Any) -> Any:
+        return self.resolved.preprocess(value)
 
     def validate(self, value: Any, path: str, errors: Errors) -> None:
         self.resolved.validate(value, path, errors)
@@ -494,9 +513,8 @@ class UnionType(Type):
         if not isinstance(value, Mapping):
             return None
         found = self.discriminator()
-        if found is not None:
-            field, table = found
-            return table.get(value.get(field, MISSING))
+        if found is not None and found[0] in value:
+            return found[1].get(value[found[0]])
         for member in self._models():
             if member.is_valid(value):
                 return member
@@ -804,29 +822,42 @@ def is_resolvable(holder: Any, type_: Type, ident: Any) -> bool:
     return True
 
 
-class _ReferenceFactory:
-    def __init__(self, safe: bool) -> None:
-        self.safe = safe
+class _Marker:
+    """``Annotated`` metadata that turns the annotated type into a reference or a frozen value."""
 
-    def __getitem__(self, target: Any) -> Type:
-        reference = ReferenceType(to_type(target), self.safe)
-        # a safe reference clears itself when its target goes away, so it can always hold None
-        return Nullable(reference) if self.safe else reference
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"t.{self.name}"
 
 
-class _FrozenFactory(FrozenType):
-    def __getitem__(self, container: Any) -> FrozenType:
-        origin = typing.get_origin(container) or container
-        return FrozenType(origin if isinstance(origin, type) else None)
-
+_REFERENCE, _SAFE_REFERENCE, _FROZEN = _Marker("Reference"), _Marker("SafeReference"), _Marker("Frozen")
+_T = TypeVar("_T")
 
 # --- public type constructors (``from mst_llm import types as t``) ----------------------------------------
+# They are ``Annotated`` aliases, so type checkers see plain ``str``/``int``/the target class, and mst_llm reads
+# the metadata.
 
-Identifier = IdentifierType(numeric=False)
-IdentifierNumber = IdentifierType(numeric=True)
-Reference = _ReferenceFactory(safe=False)
-SafeReference = _ReferenceFactory(safe=True)
-Frozen = _FrozenFactory()
+Identifier: TypeAlias = Annotated[str, IdentifierType(numeric=False)]
+IdentifierNumber: TypeAlias = Annotated[int, IdentifierType(numeric=True)]
+Reference: TypeAlias = Annotated[_T, _REFERENCE]
+SafeReference: TypeAlias = Annotated[_T, _SAFE_REFERENCE]
+Frozen: TypeAlias = Annotated[_T, _FROZEN]
+
+
+def _annotated(base: Any, metadata: tuple[Any, ...], namespace: Mapping[str, Any] | None) -> Type:
+    for item in metadata:
+        if item is _REFERENCE or item is _SAFE_REFERENCE:
+            reference = ReferenceType(to_type(base, namespace), safe=item is _SAFE_REFERENCE)
+            # a safe reference clears itself when its target goes away, so it can always hold None
+            return Nullable(reference) if reference.safe else reference
+        if item is _FROZEN:
+            origin = typing.get_origin(base) or base
+            return FrozenType(origin if isinstance(origin, type) else None)
+        if isinstance(item, Type):
+            return item
+    return to_type(base, namespace)
 
 
 class Volatile:
@@ -928,7 +959,9 @@ def to_type(annotation: Any, namespace: Mapping[str, Any] | None = None) -> Type
             raise TypeError(f"dict keys must be str in {annotation!r}")
         return DictType(to_type(args[1], namespace) if args else FrozenType())
     if origin is typing.Annotated:
-        return to_type(args[0], namespace)
+        return _annotated(args[0], annotation.__metadata__, namespace)
+    if isinstance(annotation, TypeVar):
+        return FrozenType()
     if annotation is object or annotation is Any:
         return FrozenType()
     raise TypeError(f"cannot turn annotation {annotation!r} into an mst_llm type")

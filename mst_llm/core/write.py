@@ -26,14 +26,31 @@ def child_path(holder: Any, key: Any) -> str:
     return f"{path_of(holder)}/{segment}"
 
 
-def write(tx: Transaction, holder: Any, key: Any, typ: Type, current: Any, value: Any, validated: bool = False) -> None:
+def write(
+    tx: Transaction,
+    holder: Any,
+    key: Any,
+    typ: Type,
+    current: Any,
+    value: Any,
+    validated: bool = False,
+    by_identifier_only: bool = False,
+) -> None:
     """Change ``holder``'s value at ``key`` from ``current`` to ``value`` (validated here unless the caller
-    already validated the whole value it comes from)."""
+    already validated the whole value it comes from). A snapshot for a node of the same type is applied in
+    place; list items (``by_identifier_only``) only when they carry the same identifier."""
     if not validated:
         validate_at(typ, value, holder, key)
     if value is current:
         return
-    if current is not None and typ.is_node and is_node(current) and typ.reconciles(current, value):
+    if (
+        current is not None
+        and typ.is_node
+        and is_node(current)
+        and typ.reconciles(current, value)
+        and (not by_identifier_only or current._mst_identifier() is not None)
+    ):
+        value = typ.preprocess(value)
         if typ.snapshot(current) != value:
             current._mst_reconcile(value)
         return

@@ -1,0 +1,462 @@
+"""Session logs: a JSON Lines record of every committed transaction on a tree, and a reader that rebuilds any
+recorded state, diffs states, finds what changed a path and drives a live tree through the recording.
+
+File layout (one JSON object per line, UTF-8)::
+
+    {"format":"mst_llm.session","version":1,"root_type":...,"library_version":...,"started":...,"ts":...,
+     "meta":...,"initial":<snapshot>}                                        header, always first
+    {"seq":1,"ts":...,"action":{"name":..,"path":..,"args":[..]}|null,"patches":[..],"inverse_patches":[..]}
+    {"checkpoint":1000,"ts":...,"snapshot":<snapshot after entry 1000>}      now and then
+
+State ``seq`` is the snapshot after entry ``seq``; state 0 is the header's initial snapshot. Each line is
+written with one unbuffered ``os.write`` so a killed process leaves at most one torn last line, which the
+reader skips and reports (``SessionLog.truncated``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from array import array
+from bisect import bisect_right
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, overload
+
+from mst_llm.core.api import get_type
+from mst_llm.core.jsonpatch import JsonPatchError, apply_in_place, apply_persistent, freeze
+from mst_llm.core.node import add_listener
+from mst_llm.core.patch import apply_patch, split_json_path
+from mst_llm.core.snapshot import apply_snapshot, get_snapshot
+from mst_llm.errors import SessionLogError
+
+FORMAT = "mst_llm.session"
+FORMAT_VERSION = 1
+# A checkpoint is written only once the entries since the last one outweigh it this many times, so that
+# checkpoints cost at most ~1/CHECKPOINT_SIZE_FACTOR of the log (in bytes and encoding time) on big trees.
+CHECKPOINT_SIZE_FACTOR = 4
+_CHUNK = 4096  # entries parsed per json.loads call when streaming
+
+_HEADER_PREFIX = b'{"format":'
+_ENTRY_PREFIX = b'{"seq":'
+_CHECKPOINT_PREFIX = b'{"checkpoint":'
+
+
+def _make_encoder() -> Callable[[Any], str]:
+    """A compact JSON encoder built once (``json.dumps`` rebuilds its C encoder on every call)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython always has the C encoder
+        return json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+    def default(value: Any) -> Any:
+        raise TypeError(f"{type(value).__name__} is not JSON data and cannot be written to a session log")
+
+    encode = make(None, default, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+    join = "".join
+    return lambda value: join(encode(value, 0))
+
+
+encode_json = _make_encoder()
+
+
+def entry_line(
+    seq: int,
+    ts: float,
+    action: dict[str, Any] | None,
+    patches: list[dict[str, Any]],
+    inverse_patches: list[dict[str, Any]],
+) -> str:
+    """One entry line (the hot path: three encoder calls are cheaper than encoding one dict)."""
+    return (
+        f'{{"seq":{seq},"ts":{ts:.6f},"action":{encode_json(action)},'
+        f'"patches":{encode_json(patches)},"inverse_patches":{encode_json(inverse_patches)}}}\n'
+    )
+
+
+def checkpoint_line(seq: int, ts: float, snapshot: Any) -> str:
+    return f'{{"checkpoint":{seq},"ts":{ts:.6f},"snapshot":{encode_json(snapshot)}}}\n'
+
+
+def header_line(root_type: str, snapshot: Any, meta: Any) -> str:
+    import mst_llm
+
+    now = time.time()
+    header = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "root_type": root_type,
+        "library_version": mst_llm.__version__,
+        "started": datetime.fromtimestamp(now, UTC).isoformat(),
+        "ts": now,
+        "meta": meta,
+        "initial": snapshot,
+    }
+    return encode_json(header) + "\n"
+
+
+def type_name(node: Any) -> str:
+    type_ = get_type(node)
+    return str(getattr(type_, "__name__", None) or getattr(type_, "name", type_))
+
+
+# --- writing ---------------------------------------------------------------------------------------------
+
+
+class SessionRecorder:
+    """Appends one line per committed transaction on ``node`` to a session log; a context manager."""
+
+    def __init__(
+        self,
+        node: Any,
+        path: str | os.PathLike[str],
+        *,
+        meta: Any = None,
+        fsync: bool = False,
+        checkpoint_every: int | None = 1000,
+    ) -> None:
+        self.node = node
+        self.path = Path(path)
+        self.fsync = fsync
+        self.checkpoint_every = checkpoint_every
+        self.seq = 0
+        self._since_checkpoint = 0
+        self._bytes_since_checkpoint = 0
+        self._dispose: Callable[[], None] | None = None
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        try:
+            self._last_checkpoint_bytes = self._write(header_line(type_name(node), get_snapshot(node), meta))
+        except BaseException:
+            self.close()
+            raise
+        self._dispose = add_listener(node, "commit", self._on_commit)
+
+    def _write(self, line: str) -> int:
+        assert self._fd is not None
+        data = line.encode()
+        written = os.write(self._fd, data)
+        while written < len(data):  # regular files rarely write short, but never lose the rest
+            written += os.write(self._fd, data[written:])
+        if self.fsync:
+            os.fsync(self._fd)
+        return len(data)
+
+    def _on_commit(self, entry: Any) -> None:
+        if self._fd is None:
+            return
+        self.seq += 1
+        size = self._write(entry_line(self.seq, time.time(), entry.action, entry.patches, entry.inverse_patches))
+        if self.checkpoint_every:
+            self._since_checkpoint += 1
+            self._bytes_since_checkpoint += size
+            if (
+                self._since_checkpoint >= self.checkpoint_every
+                and self._bytes_since_checkpoint >= CHECKPOINT_SIZE_FACTOR * self._last_checkpoint_bytes
+            ):
+                self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Write the current snapshot, so readers need not replay the entries before it."""
+        line = checkpoint_line(self.seq, time.time(), get_snapshot(self.node))
+        self._last_checkpoint_bytes = self._write(line)
+        self._since_checkpoint = self._bytes_since_checkpoint = 0
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
+    def close(self) -> None:
+        """Stop recording and close the file (idempotent)."""
+        if self._dispose is not None:
+            self._dispose()
+            self._dispose = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    stop = close
+
+    def __enter__(self) -> SessionRecorder:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def record_session(
+    node: Any,
+    path: str | os.PathLike[str],
+    *,
+    meta: Any = None,
+    fsync: bool = False,
+    checkpoint_every: int | None = 1000,
+) -> SessionRecorder:
+    """Record every committed transaction on ``node`` to the JSON Lines file ``path`` (truncated first).
+
+    ``checkpoint_every``: least number of entries between full-snapshot checkpoints (None: never).
+    ``fsync``: also fsync each line (survives power loss, not just a killed process; much slower).
+    """
+    return SessionRecorder(node, path, meta=meta, fsync=fsync, checkpoint_every=checkpoint_every)
+
+
+# --- reading ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One recorded transaction. ``action`` is the outermost action call, None for bare changes."""
+
+    seq: int
+    ts: float
+    action: dict[str, Any] | None
+    patches: list[dict[str, Any]]
+    inverse_patches: list[dict[str, Any]]
+
+    @property
+    def name(self) -> str | None:
+        return None if self.action is None else self.action["name"]
+
+
+class SessionLog:
+    """A session log opened for reading. Lines are indexed on open and parsed only when needed."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.header: dict[str, Any] | None = None
+        self.truncated = False  # the file ends with a torn (incomplete) line, which is ignored
+        self.truncated_bytes = 0
+        self._header_end = 0
+        self._starts = array("q")  # byte range of entry seq = index + 1
+        self._ends = array("q")
+        self._checkpoint_seqs: list[int] = []
+        self._checkpoint_ranges: list[tuple[int, int]] = []
+        self._scanned = 0  # byte offset up to which complete lines have been indexed
+        self.refresh()
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> SessionLog:
+        return cls(path)
+
+    # -- indexing ----------------------------------------------------------------------------------------
+
+    def refresh(self) -> int:
+        """Index lines appended since the last call (a live log); returns how many entries were added."""
+        before = len(self._starts)
+        with open(self.path, "rb") as file:
+            file.seek(self._scanned)
+            position = self._scanned
+            torn = b""
+            for line in file:
+                if not line.endswith(b"\n") and not _parses(line):
+                    torn = line
+                    break
+                self._index_line(line, position)
+                position += len(line)
+        self._scanned = position
+        self.truncated = bool(torn)
+        self.truncated_bytes = len(torn)
+        return len(self._starts) - before
+
+    def _index_line(self, line: bytes, position: int) -> None:
+        end = position + len(line)
+        if position == 0:
+            self.header = _check_header(line)
+            self._header_end = end
+        elif line.startswith(_ENTRY_PREFIX):
+            self._starts.append(position)
+            self._ends.append(end)
+        elif line.startswith(_CHECKPOINT_PREFIX):
+            self._checkpoint_seqs.append(len(self._starts))
+            self._checkpoint_ranges.append((position, end))
+        elif line.strip():
+            raise SessionLogError(f"{self.path}: unexpected line at byte {position}: {line[:60]!r}")
+
+    # -- entries -----------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    @property
+    def entries(self) -> EntryList:
+        return EntryList(self)
+
+    def entry(self, seq: int) -> LogEntry:
+        self._check_seq(seq, first=1)
+        return self._read_entries(seq, seq)[0]
+
+    def iter_entries(self, start: int = 1, stop: int | None = None) -> Iterator[LogEntry]:
+        """Entries ``start`` to ``stop`` (inclusive; default the last), parsed in chunks."""
+        stop = len(self) if stop is None else stop
+        seq = start
+        while seq <= stop:
+            # a contiguous run of entry lines: up to the next checkpoint line and at most _CHUNK entries
+            boundary = bisect_right(self._checkpoint_seqs, seq - 1)
+            last = stop
+            if boundary < len(self._checkpoint_seqs):
+                last = min(last, self._checkpoint_seqs[boundary])
+            last = min(last, seq + _CHUNK - 1)
+            yield from self._read_entries(seq, last)
+            seq = last + 1
+
+    def _read_entries(self, first: int, last: int) -> list[LogEntry]:
+        raw = self._read(self._starts[first - 1], self._ends[last - 1])
+        try:
+            items = json.loads(b"[" + raw.rstrip(b"\n").replace(b"\n", b",") + b"]")
+        except ValueError as error:
+            raise SessionLogError(f"{self.path}: entries {first}-{last} are corrupt: {error}") from None
+        entries = [
+            LogEntry(item["seq"], item["ts"], item.get("action"), item["patches"], item["inverse_patches"])
+            for item in items
+        ]
+        if entries[0].seq != first or entries[-1].seq != last:
+            raise SessionLogError(f"{self.path}: entries are not numbered 1, 2, 3, ... (expected {first})")
+        return entries
+
+    def _read(self, start: int, end: int) -> bytes:
+        with open(self.path, "rb") as file:
+            file.seek(start)
+            return file.read(end - start)
+
+    # -- states ------------------------------------------------------------------------------------------
+
+    def _require_header(self) -> dict[str, Any]:
+        if self.header is None:
+            raise SessionLogError(f"{self.path}: the log has no complete header (nothing was recorded)")
+        return self.header
+
+    def _check_seq(self, seq: int, first: int = 0) -> None:
+        if not first <= seq <= len(self):
+            raise SessionLogError(f"seq {seq} is out of range: this log has states {first}..{len(self)}")
+
+    def _base(self, seq: int) -> tuple[int, Any]:
+        """The nearest stored state at or before ``seq``, freshly parsed (the caller may mutate it)."""
+        self._require_header()
+        index = bisect_right(self._checkpoint_seqs, seq) - 1
+        if index < 0:
+            return 0, json.loads(self._read(0, self._header_end))["initial"]
+        start, end = self._checkpoint_ranges[index]
+        return self._checkpoint_seqs[index], json.loads(self._read(start, end))["snapshot"]
+
+    def snapshot_at(self, seq: int) -> Any:
+        """The (immutable) snapshot after entry ``seq``; 0 is the initial state."""
+        self._check_seq(seq)
+        base_seq, doc = self._base(seq)
+        for entry in self.iter_entries(base_seq + 1, seq):
+            doc = _apply_entry(doc, entry, apply_in_place)
+        return freeze(doc)
+
+    def states(self, start: int = 1, stop: int | None = None) -> Iterator[tuple[LogEntry, Any]]:
+        """``(entry, snapshot after it)`` for each entry; snapshots share unchanged subtrees."""
+        doc = self.snapshot_at(start - 1)
+        for entry in self.iter_entries(start, stop):
+            doc = _apply_entry(doc, entry, apply_persistent)
+            yield entry, doc
+
+    def diff(self, a: int, b: int) -> list[dict[str, Any]]:
+        """Patches turning state ``a`` into state ``b``: the recorded ones, or their inverses going back."""
+        self._check_seq(a)
+        self._check_seq(b)
+        if a <= b:
+            return [patch for entry in self.iter_entries(a + 1, b) for patch in entry.patches]
+        backwards = list(self.iter_entries(b + 1, a))
+        return [patch for entry in reversed(backwards) for patch in reversed(entry.inverse_patches)]
+
+    def changes_to(self, json_path: str) -> list[LogEntry]:
+        """Entries that changed ``json_path``: a patch at it, under it, or replacing a container above it."""
+        target = split_json_path(json_path)
+        return [
+            entry
+            for entry in self.iter_entries()
+            if any(_overlaps(split_json_path(patch["path"]), target) for patch in entry.patches)
+        ]
+
+    def replay(self, node: Any, upto: int | None = None) -> None:
+        """Drive ``node`` through the recorded states 0..``upto`` (default all), one transaction per entry.
+
+        At each checkpoint the live snapshot is compared with the recorded one, so replaying onto model
+        classes that behave differently fails early with a SessionLogError naming the entry.
+        """
+        header = self._require_header()
+        upto = len(self) if upto is None else upto
+        self._check_seq(upto)
+        if type_name(node) != header["root_type"]:
+            raise SessionLogError(
+                f"this log was recorded on a {header['root_type']}, not a {type_name(node)}: {self.path}"
+            )
+        apply_snapshot(node, header["initial"])
+        checkpoints = {seq: i for i, seq in enumerate(self._checkpoint_seqs) if seq <= upto}
+        for entry in self.iter_entries(1, upto):
+            apply_patch(node, entry.patches)
+            if entry.seq in checkpoints:
+                start, end = self._checkpoint_ranges[checkpoints[entry.seq]]
+                if get_snapshot(node) != json.loads(self._read(start, end))["snapshot"]:
+                    raise SessionLogError(f"replay diverged from the recorded state at entry {entry.seq}")
+
+
+class EntryList(Sequence[LogEntry]):
+    """The entries of a log as a read-only sequence; ``entries[0]`` is seq 1."""
+
+    def __init__(self, log: SessionLog) -> None:
+        self._log = log
+
+    def __len__(self) -> int:
+        return len(self._log)
+
+    @overload
+    def __getitem__(self, index: int) -> LogEntry: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[LogEntry]: ...
+    def __getitem__(self, index: int | slice) -> LogEntry | list[LogEntry]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        size = len(self)
+        if not -size <= index < size:
+            raise IndexError(f"entry index {index} out of range ({size} entries)")
+        return self._log.entry(index % size + 1)
+
+    def __iter__(self) -> Iterator[LogEntry]:
+        return self._log.iter_entries()
+
+
+def _apply_entry(doc: Any, entry: LogEntry, apply: Callable[[Any, dict[str, Any]], Any]) -> Any:
+    try:
+        for patch in entry.patches:
+            doc = apply(doc, patch)
+    except JsonPatchError as error:
+        raise SessionLogError(f"entry {entry.seq} does not apply to the recorded state: {error}") from None
+    return doc
+
+
+def _overlaps(path: list[str], target: list[str]) -> bool:
+    shorter = min(len(path), len(target))
+    return path[:shorter] == target[:shorter]
+
+
+def _parses(line: bytes) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_header(line: bytes) -> dict[str, Any]:
+    try:
+        header = json.loads(line) if line.startswith(_HEADER_PREFIX) else None
+    except ValueError:
+        header = None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise SessionLogError("not an mst_llm session log (the first line is not a session header)")
+    version = header.get("version")
+    if version != FORMAT_VERSION:
+        raise SessionLogError(
+            f"session log format version {version!r} is not supported "
+            f"(this mst_llm reads version {FORMAT_VERSION}; it was written by mst_llm "
+            f"{header.get('library_version', '?')})"
+        )
+    return header

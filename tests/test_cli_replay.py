@@ -1,0 +1,118 @@
+"""The ``mst-llm replay`` command."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mst_llm import action, model, record_session
+from mst_llm.cli import main
+
+
+@model
+class Counter:
+    value: int = 0
+    label: str = ""
+    history: list[int]
+
+    @action
+    def bump(self, by: int) -> None:
+        self.value += by
+        self.history.append(self.value)
+
+    @action
+    def relabel(self, label: str) -> None:
+        self.label = label
+
+
+@pytest.fixture
+def log_path(tmp_path: Path) -> Path:
+    path = tmp_path / "session.jsonl"
+    counter = Counter.create({})
+    with record_session(counter, path, meta={"user": "ann"}):
+        counter.bump(2)
+        counter.relabel("[bold]x")
+        counter.bump(-5)
+    return path
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_summary(log_path: Path) -> None:
+    code, out, _ = invoke("replay", str(log_path))
+    assert code == 0
+    assert "Counter" in out and "entries        3" in out and "time span" in out
+    assert "bump" in out and "relabel" in out and '"user": "ann"' in out
+
+
+def test_at_prints_json_or_tree(log_path: Path) -> None:
+    code, out, _ = invoke("replay", str(log_path), "--at", "2")
+    assert code == 0
+    assert json.loads(out) == {"value": 2, "label": "[bold]x", "history": [2]}
+    code, out, _ = invoke("replay", str(log_path), "--at", "0", "--tree")
+    assert code == 0 and "state 0" in out and "value: 0" in out
+    code, out, _ = invoke("replay", str(log_path), "--at", "3", "--tree")
+    assert "[bold]x" in out and "-3" in out
+
+
+def test_diff(log_path: Path) -> None:
+    code, out, _ = invoke("replay", str(log_path), "--diff", "0", "1")
+    assert code == 0
+    assert "/value" in out and "/history/0" in out and "2 patches" in out
+    code, out, _ = invoke("replay", str(log_path), "--diff", "3", "2")
+    assert code == 0 and "remove" in out
+
+
+def test_path_history(log_path: Path) -> None:
+    code, out, _ = invoke("replay", str(log_path), "--path", "/value")
+    assert code == 0
+    assert "bump(2)" in out and "bump(-5)" in out and "relabel" not in out
+    assert "2 entries changed /value" in out
+    code, out, _ = invoke("replay", str(log_path), "--path", "/history/1")
+    assert "(absent)" in out and "-3" in out
+
+
+def test_follow_prints_new_entries(tmp_path: Path) -> None:
+    path = tmp_path / "live.jsonl"
+    counter = Counter.create({})
+    recorder = record_session(counter, path)
+    counter.bump(1)
+
+    def later() -> None:
+        time.sleep(0.3)
+        counter.bump(10)
+        recorder.close()
+
+    thread = threading.Thread(target=later)
+    thread.start()
+    code, out, _ = invoke("replay", str(path), "--follow", "--idle-exit", "1")
+    thread.join()
+    assert code == 0
+    assert "bump(1)" in out and "bump(10)" in out
+
+
+def test_errors_are_one_line_unless_debug(tmp_path: Path, log_path: Path) -> None:
+    code, _, err = invoke("replay", str(log_path), "--at", "9")
+    assert code == 1 and err.strip().count("\n") == 0 and err.startswith("error: seq 9 is out of range")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"format":"mst_llm.session","version":2}\n')
+    code, _, err = invoke("replay", str(bad))
+    assert code == 1 and "format version 2 is not supported" in err and "Traceback" not in err
+    result = CliRunner().invoke(main, ["--debug", "replay", str(bad)])
+    assert result.exit_code == 1 and result.exception is not None
+    code, _, err = invoke("replay", str(tmp_path / "missing.jsonl"))
+    assert code == 2 and "does not exist" in err
+
+
+def test_torn_log_is_reported(log_path: Path) -> None:
+    log_path.write_bytes(log_path.read_bytes()[:-5])
+    code, out, err = invoke("replay", str(log_path))
+    assert code == 0 and "torn last line" in err and "entries        2" in out

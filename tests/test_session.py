@@ -1,0 +1,349 @@
+"""Contract section 6: session logs (record_session, SessionLog)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import mst_llm
+from mst_llm import (
+    SessionLog,
+    SessionLogError,
+    action,
+    apply_patch,
+    get_snapshot,
+    model,
+    on_patch,
+    on_snapshot,
+    record_session,
+    unprotect,
+)
+from mst_llm import types as t
+from mst_llm.core.frozen import FrozenDict
+from mst_llm.core.node import add_listener
+
+try:
+    from tests.schema import EXPECTED_ERRORS, Op, op_sequences, run_op
+    from tests.schema import Store as SchemaStore
+except ImportError:  # tests/ is not a package: pytest put it on sys.path
+    from schema import EXPECTED_ERRORS, Op, op_sequences, run_op  # type: ignore[no-redef]
+    from schema import Store as SchemaStore  # type: ignore[no-redef]
+
+
+@model
+class Task:
+    id: t.Identifier
+    title: str = ""
+    done: bool = False
+
+    @action
+    def toggle(self) -> None:
+        self.done = not self.done
+
+
+@model
+class Board:
+    tasks: list[Task]
+    notes: dict[str, str]
+    owner: str | None = None
+
+    @action
+    def add(self, task_id: str, title: str = "") -> None:
+        self.tasks.append({"id": task_id, "title": title})
+
+    @action
+    def set_owner(self, owner: str | None) -> None:
+        self.owner = owner
+
+    @action
+    def note(self, key: str, text: str) -> None:
+        self.notes[key] = text
+
+    @action
+    def fail(self) -> None:
+        self.owner = "nobody"
+        raise RuntimeError("boom")
+
+
+def record_board(path: Path, **kwargs: Any) -> tuple[Board, list[Any]]:
+    """A board with a few recorded transactions; returns it and the snapshot after each state."""
+    board = Board.create({"tasks": [{"id": "a"}]})
+    states = [get_snapshot(board)]
+    with record_session(board, path, **kwargs):
+        on_snapshot(board, states.append)
+        board.add("b", "second")
+        board.tasks[0].toggle()
+        board.set_owner("ann")
+        board.note("x/y", "slash key")
+        board.set_owner(None)
+    return board, states
+
+
+def test_header_entries_and_states(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    _, states = record_board(path, meta={"app": "demo"})
+    log = SessionLog.open(path)
+    header = log.header
+    assert header is not None
+    assert header["format"] == "mst_llm.session" and header["version"] == 1
+    assert header["root_type"] == "Board" and header["meta"] == {"app": "demo"}
+    assert header["library_version"] == mst_llm.__version__ and header["started"].startswith("20")
+    assert header["initial"] == states[0]
+    assert len(log) == 5 and not log.truncated
+    entries = list(log.entries)
+    assert [e.seq for e in entries] == [1, 2, 3, 4, 5]
+    assert entries[0].action == {"name": "add", "path": "", "args": ["b", "second"]}
+    assert entries[1].action == {"name": "toggle", "path": "/tasks/0", "args": []}
+    assert entries[1].name == "toggle"
+    assert entries[3].patches == [{"op": "add", "path": "/notes/x~1y", "value": "slash key"}]
+    assert entries[3].inverse_patches == [{"op": "remove", "path": "/notes/x~1y"}]
+    assert all(entries[i].ts <= entries[i + 1].ts for i in range(4))
+    assert log.entries[-1] == entries[-1] and log.entries[1:3] == entries[1:3]
+    with pytest.raises(IndexError):
+        log.entries[5]
+    for seq, state in enumerate(states):
+        assert log.snapshot_at(seq) == state
+    streamed = list(log.states())
+    assert [entry.seq for entry, _ in streamed] == [1, 2, 3, 4, 5]
+    assert [snap for _, snap in streamed] == states[1:]
+    assert isinstance(streamed[0][1], FrozenDict)
+    with pytest.raises(TypeError):
+        streamed[0][1]["owner"] = "x"
+    assert streamed[0][1]["notes"] is streamed[1][1]["notes"]  # structural sharing between states
+    with pytest.raises(SessionLogError, match="out of range"):
+        log.snapshot_at(6)
+
+
+def test_failed_actions_write_nothing_and_bare_changes_have_no_action(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    board = Board.create({})
+    with record_session(board, path) as recorder:
+        with pytest.raises(RuntimeError):
+            board.fail()
+        unprotect(board)
+        board.owner = "bare"
+        assert recorder.seq == 1
+    log = SessionLog.open(path)
+    assert len(log) == 1 and log.entries[0].action is None
+    assert log.snapshot_at(1)["owner"] == "bare"
+
+
+def test_diff_forward_and_backward_apply_to_live_trees(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    _, states = record_board(path)
+    log = SessionLog.open(path)
+    for a, b in [(0, 5), (5, 0), (1, 4), (4, 2), (3, 3)]:
+        board = Board.create(states[a])
+        apply_patch(board, log.diff(a, b))
+        assert get_snapshot(board) == states[b]
+    assert log.diff(2, 3) == log.entries[2].patches
+
+
+def test_changes_to_path(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    record_board(path)
+    log = SessionLog.open(path)
+    assert [e.seq for e in log.changes_to("/owner")] == [3, 5]
+    assert [e.seq for e in log.changes_to("/tasks")] == [1, 2]
+    assert [e.seq for e in log.changes_to("/tasks/0/done")] == [2]
+    assert [e.seq for e in log.changes_to("/notes/x~1y")] == [4]
+    assert [e.seq for e in log.changes_to("")] == [1, 2, 3, 4, 5]
+
+
+def test_replay_drives_a_live_tree(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    _, states = record_board(path)
+    log = SessionLog.open(path)
+    board = Board.create({"owner": "someone else"})
+    seen = [get_snapshot(board)]
+    on_snapshot(board, seen.append)
+    log.replay(board)
+    assert get_snapshot(board) == states[-1]
+    assert seen[1:] == states  # apply the initial snapshot, then one transaction per entry
+    log.replay(board, upto=2)
+    assert get_snapshot(board) == states[2]
+
+
+def test_replay_refuses_another_type(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    record_board(path)
+    with pytest.raises(SessionLogError, match="recorded on a Board"):
+        SessionLog.open(path).replay(Task.create({"id": "q"}))
+
+
+def test_checkpoints_are_written_and_used(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    board = Board.create({})
+    states = [get_snapshot(board)]
+    on_snapshot(board, states.append)
+    with record_session(board, path, checkpoint_every=2) as recorder:
+        for i in range(40):
+            board.note(f"k{i % 3}", "v" * i)  # entries outgrow the small snapshot, so checkpoints happen
+        recorder.checkpoint()
+    kinds = [json.loads(line).keys() for line in path.read_text().splitlines()]
+    checkpoints = sum("checkpoint" in keys for keys in kinds)
+    assert checkpoints >= 3
+    log = SessionLog.open(path)
+    assert len(log) == 40
+    assert [log.snapshot_at(seq) for seq in range(41)] == states
+    assert [snap for _, snap in log.states()] == states[1:]
+    assert [snap for _, snap in log.states(start=17, stop=30)] == states[17:31]
+    fresh = Board.create({})
+    log.replay(fresh)
+    assert get_snapshot(fresh) == states[-1]
+
+
+def test_replay_detects_divergence_at_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    board = Board.create({})
+    with record_session(board, path, checkpoint_every=None) as recorder:
+        board.set_owner("ann")
+        recorder.checkpoint()
+    text = path.read_text().replace('"snapshot":{"tasks":[]', '"snapshot":{"tasks":[{"id":"ghost"}]')
+    path.write_text(text)
+    with pytest.raises(SessionLogError, match=r"diverged .* entry 1"):
+        SessionLog.open(path).replay(Board.create({}))
+
+
+def test_torn_last_line_is_ignored_and_reported(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    _, states = record_board(path)
+    data = path.read_bytes()
+    path.write_bytes(data[:-10])
+    log = SessionLog.open(path)
+    assert log.truncated and log.truncated_bytes > 0
+    assert len(log) == 4 and log.snapshot_at(4) == states[4]
+    path.write_bytes(data[:-1])  # only the final newline lost: the line is complete
+    log = SessionLog.open(path)
+    assert not log.truncated and len(log) == 5
+
+
+def test_live_log_refresh(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    board = Board.create({})
+    with record_session(board, path, fsync=True):
+        board.set_owner("a")
+        log = SessionLog.open(path)
+        assert len(log) == 1
+        board.set_owner("b")
+        board.set_owner("c")
+        assert log.refresh() == 2
+        assert log.snapshot_at(3)["owner"] == "c"
+        assert log.refresh() == 0
+
+
+def test_stop_ends_recording(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    board = Board.create({})
+    recorder = record_session(board, path)
+    board.set_owner("a")
+    recorder.stop()
+    recorder.close()
+    assert recorder.closed
+    board.set_owner("b")
+    assert len(SessionLog.open(path)) == 1
+
+
+def test_bad_files_give_clear_errors(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    record_board(path)
+    lines = path.read_text().splitlines(keepends=True)
+    header = json.loads(lines[0])
+    header["version"] = 99
+    path.write_text(json.dumps(header, separators=(",", ":")) + "\n" + "".join(lines[1:]))
+    with pytest.raises(SessionLogError, match="format version 99 is not supported"):
+        SessionLog.open(path)
+    path.write_text('{"hello": 1}\n')
+    with pytest.raises(SessionLogError, match="not an mst_llm session log"):
+        SessionLog.open(path)
+    path.write_text("".join(lines[:2]) + "garbage\n")
+    with pytest.raises(SessionLogError, match="unexpected line"):
+        SessionLog.open(path)
+    path.write_text("".join(lines[:2]).replace('"seq":1', '"seq":7'))
+    with pytest.raises(SessionLogError, match="numbered"):
+        SessionLog.open(path).snapshot_at(1)
+    path.write_bytes(b"")
+    log = SessionLog.open(path)
+    assert len(log) == 0 and log.header is None
+    with pytest.raises(SessionLogError, match="no complete header"):
+        log.snapshot_at(0)
+
+
+def test_unserialisable_meta_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="not JSON data"):
+        record_session(Board.create({}), tmp_path / "s.jsonl", meta={"x": object()})
+
+
+# --- the property: replay reproduces every state, also from a log cut at any byte ---------------------------
+
+PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+INITIAL = {
+    "todos": [{"id": "t1", "title": "a", "tags": ["x/y"]}, {"id": "t2"}],
+    "users": {"u1": {"id": "u1", "address": {}}},
+    "settings": {},
+}
+
+
+@PROPS
+@given(ops=op_sequences(max_size=15), every=st.sampled_from([1, 2, 1000]), cut=st.floats(0, 1))
+def test_replay_reproduces_every_recorded_state(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[Op], every: int, cut: float
+) -> None:
+    path = tmp_path_factory.mktemp("prop") / "s.jsonl"
+    store = SchemaStore.create(INITIAL)
+    states = [get_snapshot(store)]
+    emitted: list[Any] = []
+    on_patch(store, lambda patch, inverse: emitted.append(patch))
+    with record_session(store, path, checkpoint_every=every) as recorder:
+        for op in ops:
+            before = len(emitted)
+            with contextlib.suppress(*EXPECTED_ERRORS):
+                run_op(store, op)
+            if len(emitted) > before:  # committed (possibly leaving an equal snapshot, e.g. a no-op move)
+                states.append(get_snapshot(store))
+            if every == 1:
+                recorder.checkpoint()  # force checkpoints even where the size rule would skip them
+    log = SessionLog.open(path)
+    assert len(log) == len(states) - 1
+    assert [json.dumps(s) for _, s in log.states()] == [json.dumps(s) for s in states[1:]]
+    assert all(log.snapshot_at(seq) == state for seq, state in enumerate(states))
+    replayed = SchemaStore.create(INITIAL)
+    seen: list[Any] = []
+    add_listener(replayed, "commit", lambda entry: seen.append(get_snapshot(replayed)))
+    log.replay(replayed)
+    assert seen == states[1:]  # one transaction per entry, each reaching the recorded state
+
+    # a process killed mid-write: the file ends anywhere; what is complete still replays exactly
+    data = path.read_bytes()
+    header_end = data.index(b"\n") + 1
+    size = int(header_end + cut * (len(data) - header_end))
+    path.write_bytes(data[:size])
+    cut_log = SessionLog.open(path)
+    complete = size == len(data) or b"\n" in (data[size - 1 : size], data[size : size + 1])
+    assert cut_log.truncated == (not complete)
+    assert len(cut_log) <= len(log)
+    prefix = [s for _, s in cut_log.states()]
+    assert prefix == states[1 : len(prefix) + 1]
+    fresh = SchemaStore.create(INITIAL)
+    cut_log.replay(fresh)
+    assert get_snapshot(fresh) == states[len(cut_log)]
+
+
+@settings(max_examples=30, deadline=None)
+@given(cut=st.integers(0, 400))
+def test_any_cut_inside_the_header_opens_empty(tmp_path_factory: pytest.TempPathFactory, cut: int) -> None:
+    path = tmp_path_factory.mktemp("hdr") / "s.jsonl"
+    board = Board.create({})
+    with record_session(board, path):
+        board.set_owner("a")
+    data = path.read_bytes()
+    header_end = data.index(b"\n") + 1
+    path.write_bytes(data[: min(cut, header_end - 2)])
+    log = SessionLog.open(path)
+    assert len(log) == 0 and log.header is None and log.truncated == (min(cut, header_end - 2) > 0)
