@@ -615,3 +615,27 @@ async def test_flow_segment_may_not_change_parent() -> None:
         await store.items[0].poke_parent()
     assert store.items[0].value == 5
     assert store.counter == 0
+
+
+@pytest.mark.anyio
+async def test_cancellation_handled_in_the_flow_commits_its_cleanup(anyio_backend: str) -> None:
+    @model
+    class Job:
+        status: str = "idle"
+
+        @flow
+        async def run(self) -> None:
+            self.status = "running"
+            try:
+                await anyio.sleep(3600)
+            except anyio.get_cancelled_exc_class():
+                self.status = "cancelled"
+                raise
+
+    job = Job.create()
+    patches: list[dict[str, Any]] = []
+    on_patch(job, lambda patch, inverse: patches.append(patch))
+    with anyio.move_on_after(0.01):
+        await job.run()
+    assert job.status == "cancelled"
+    assert [patch["value"] for patch in patches] == ["running", "cancelled"]

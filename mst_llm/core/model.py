@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, Self, TypeVar, dataclass_transform
 
+import anyio
 import attrs
 
 from mst_llm.core import collections, lifecycle, reactivity
@@ -622,24 +623,33 @@ class _Yield:
 
 
 def flow(fn: F) -> F:
-    """An async action: each synchronous segment between awaits runs as its own action (transaction)."""
+    """An async action: each synchronous segment between awaits runs as its own action (transaction).
+
+    A segment that raises is rolled back, except when it ends by letting a cancellation propagate: the
+    changes it made while handling the cancellation (``except Cancelled: self.status = "idle"; raise``)
+    commit, then the cancellation continues."""
     if not inspect.iscoroutinefunction(fn):
         raise TypeError("@flow decorates `async def` methods")
     name = fn.__name__
 
     @functools.wraps(fn)
     async def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        cancelled = anyio.get_cancelled_exc_class()
         coroutine = fn(self, *args, **kwargs)
         step: Callable[..., Any] = _send
         value: Any = None
         segment_name: str | None = name
         while True:
-            done, yielded = run_action(self, segment_name, step, (coroutine, value), {}, record_args=args)
-            if done:
-                return yielded
+            outcome, result = run_action(
+                self, segment_name, _segment, (coroutine, step, value, cancelled), {}, record_args=args
+            )
+            if outcome is _RETURNED:
+                return result
+            if outcome is _CANCELLED:
+                raise result
             segment_name = None
             try:
-                value, step = await _Yield(yielded), _send
+                value, step = await _Yield(result), _send
             except BaseException as thrown:  # cancellation and errors go back into the flow
                 value, step = thrown, _throw
 
@@ -647,18 +657,26 @@ def flow(fn: F) -> F:
     return run  # type: ignore[return-value]
 
 
-def _send(node: Any, coroutine: Any, value: Any) -> tuple[bool, Any]:
-    try:
-        return False, coroutine.send(value)
-    except StopIteration as stop:
-        return True, stop.value
+_YIELDED, _RETURNED, _CANCELLED = object(), object(), object()
 
 
-def _throw(node: Any, coroutine: Any, error: BaseException) -> tuple[bool, Any]:
+def _segment(
+    node: Any, coroutine: Any, step: Callable[[Any, Any], Any], value: Any, cancelled: type[BaseException]
+) -> tuple[object, Any]:
     try:
-        return False, coroutine.throw(error)
+        return _YIELDED, step(coroutine, value)
     except StopIteration as stop:
-        return True, stop.value
+        return _RETURNED, stop.value
+    except cancelled as error:
+        return _CANCELLED, error
+
+
+def _send(coroutine: Any, value: Any) -> Any:
+    return coroutine.send(value)
+
+
+def _throw(coroutine: Any, error: BaseException) -> Any:
+    return coroutine.throw(error)
 
 
 __all__ = ["ModelNode", "action", "flow", "is_node", "model", "view"]

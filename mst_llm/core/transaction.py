@@ -271,8 +271,9 @@ def touch(
 
 
 def _save(saved: dict[int, tuple[Any, Any, Any]], node: Any) -> None:
-    dirty = node._dirty
-    saved[id(node)] = (node, node._snap, set(dirty) if dirty else None)
+    # The stale-key set is kept by reference: it only ever grows or is replaced, and restoring a superset of
+    # stale keys is harmless (their item snapshots are re-read from the children's caches).
+    saved[id(node)] = (node, node._snap, node._dirty)
 
 
 def invalidate_up(node: Any, dirty_key: Any) -> None:
@@ -365,17 +366,13 @@ def deliver(tx: Transaction) -> None:
                     listener(snapshot)
                 except Exception as error:
                     errors.append(error)
-    calls_by_node: dict[Any, dict[str, Any]] = {}
-    for call, listener_nodes in tx.calls:
-        for listener_node, depth in listener_nodes:
-            if listener_node not in calls_by_node:
-                calls_by_node[listener_node] = serialise_call(call, depth)
     if batches is not None:
+        calls_by_node = {node: (call, depth) for call, listener_nodes in tx.calls for node, depth in listener_nodes}
         for consumer, (patches, inverses) in batches.items():
             hooks = consumer._hooks
             if hooks is None:
                 continue
-            entry = CommitEntry(patches, inverses, calls_by_node.get(consumer))
+            entry = CommitEntry(patches, inverses, *calls_by_node.get(consumer, (None, 0)))
             for listener in tuple(hooks.commit):
                 try:
                     listener(entry)
@@ -399,37 +396,55 @@ def deliver(tx: Transaction) -> None:
 class CommitEntry:
     """What one committed transaction did below one node: patches, inverse patches and the action call."""
 
-    __slots__ = ("action", "inverse_patches", "patches")
+    __slots__ = ("_action", "_call", "_depth", "inverse_patches", "patches")
 
     def __init__(
         self,
         patches: list[dict[str, Any]],
         inverse_patches: list[dict[str, Any]],
-        action: dict[str, Any] | None,
+        call: ActionCall | None = None,
+        depth: int = 0,
     ) -> None:
         self.patches = patches
         self.inverse_patches = inverse_patches
-        self.action = action
+        self._call = call
+        self._depth = depth
+        self._action: dict[str, Any] | None = None
+
+    @property
+    def action(self) -> dict[str, Any] | None:
+        """The outermost action call, serialised on first use (relative to the listener's node)."""
+        if self._action is None and self._call is not None:
+            self._action = serialise_call(self._call, self._depth)
+        return self._action
 
     def __repr__(self) -> str:
         return f"CommitEntry(action={self.action!r}, patches={self.patches!r})"
 
 
+_PLAIN_ARGUMENTS = frozenset({str, int, float, bool, type(None)})
+
+
 def serialise_call(call: ActionCall, depth: int) -> dict[str, Any]:
+    """The JSON form of an action call, its path relative to the node ``depth`` levels above its context."""
+    keys: list[Any] = []
+    node = call.context
+    for _ in range(depth):
+        keys.append(node._key)
+        node = node._parent
+    args = call.args
+    if not all(type(arg) in _PLAIN_ARGUMENTS for arg in args):
+        args = tuple(_to_json(arg) for arg in args)
+    result: dict[str, Any] = {"name": call.name, "path": _relative_path(keys, depth), "args": list(args)}
+    if call.kwargs:
+        result["kwargs"] = {key: _to_json(value) for key, value in call.kwargs.items()}
+    return result
+
+
+def _to_json(value: Any) -> Any:
     from mst_llm.core.snapshot import to_json_value
 
-    parts = path_parts_of(call.context)
-    relative = parts[len(parts) - depth :] if depth else []
-    from mst_llm.core.patch import json_patch_path
-
-    result: dict[str, Any] = {
-        "name": call.name,
-        "path": json_patch_path(relative),
-        "args": [to_json_value(arg) for arg in call.args],
-    }
-    if call.kwargs:
-        result["kwargs"] = {key: to_json_value(value) for key, value in call.kwargs.items()}
-    return result
+    return to_json_value(value)
 
 
 def _relative_path(keys: list[Any], depth: int) -> str:
