@@ -191,32 +191,69 @@ def _validate_json(value: Any, path: str, errors: Errors) -> None:
     errors.append((path, f"expected a JSON value, got {_kind(value)}"))
 
 
-class Nullable(Type):
-    """``X | None``: holds None when empty; always present in snapshots (default None)."""
+class Wrapper(Type):
+    """A type that adds one behaviour to another (``wrapped``) and delegates everything else to it."""
 
-    optional = True
+    @property
+    def wrapped(self) -> Type:
+        raise NotImplementedError
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.wrapped.name
+
+    @property
+    def is_node(self) -> bool:  # type: ignore[override]
+        return self.wrapped.is_node
+
+    @property
+    def is_plain(self) -> bool:  # type: ignore[override]
+        return self.wrapped.is_plain
+
+    @property
+    def optional(self) -> bool:  # type: ignore[override]
+        return self.wrapped.optional
+
+    @property
+    def is_safe_reference(self) -> bool:  # type: ignore[override]
+        return self.wrapped.is_safe_reference
+
+    def preprocess(self, value: Any) -> Any:
+        return self.wrapped.preprocess(value)
+
+    def validate(self, value: Any, path: str, errors: Errors) -> None:
+        self.wrapped.validate(value, path, errors)
+
+    def create(self, value: Any) -> Any:
+        return self.wrapped.create(value)
+
+    def snapshot(self, stored: Any) -> Any:
+        return self.wrapped.snapshot(stored)
+
+    def default_snapshot(self) -> Any:
+        return self.wrapped.default_snapshot()
+
+    def reconciles(self, current: Any, value: Any) -> bool:
+        return self.wrapped.reconciles(current, value)
+
+
+class Nullable(Wrapper):
+    """``X | None``: holds None when empty; always present in snapshots (default None)."""
 
     def __init__(self, inner: Type) -> None:
         self.inner = inner
+
+    @property
+    def wrapped(self) -> Type:
+        return self.inner
 
     @property
     def name(self) -> str:  # type: ignore[override]
         return f"{self.inner.name} | None"
 
     @property
-    def is_node(self) -> bool:  # type: ignore[override]
-        return self.inner.is_node
-
-    @property
-    def is_plain(self) -> bool:  # type: ignore[override]
-        return self.inner.is_plain
-
-    @property
-    def is_safe_reference(self) -> bool:  # type: ignore[override]
-        return self.inner.is_safe_reference
-
-    def preprocess(self, value: Any) -> Any:
-        return self.inner.preprocess(value)
+    def optional(self) -> bool:  # type: ignore[override]
+        return True
 
     def validate(self, value: Any, path: str, errors: Errors) -> None:
         if value is not None:
@@ -235,73 +272,42 @@ class Nullable(Type):
         return current is not None and value is not None and self.inner.reconciles(current, value)
 
 
-class WithDefault(Type):
+class WithDefault(Wrapper):
     """A type with a default snapshot used when the field is omitted."""
-
-    optional = True
 
     def __init__(self, inner: Type, default: Any) -> None:
         self.inner = inner
         self.default = default
 
     @property
-    def name(self) -> str:  # type: ignore[override]
-        return self.inner.name
+    def wrapped(self) -> Type:
+        return self.inner
 
     @property
-    def is_node(self) -> bool:  # type: ignore[override]
-        return self.inner.is_node
-
-    @property
-    def is_plain(self) -> bool:  # type: ignore[override]
-        return self.inner.is_plain
-
-    @property
-    def is_safe_reference(self) -> bool:  # type: ignore[override]
-        return self.inner.is_safe_reference
-
-    def preprocess(self, value: Any) -> Any:
-        return self.inner.preprocess(value)
-
-    def validate(self, value: Any, path: str, errors: Errors) -> None:
-        self.inner.validate(value, path, errors)
-
-    def create(self, value: Any) -> Any:
-        return self.inner.create(value)
-
-    def snapshot(self, stored: Any) -> Any:
-        return self.inner.snapshot(stored)
+    def optional(self) -> bool:  # type: ignore[override]
+        return True
 
     def default_snapshot(self) -> Any:
         default = self.default
         return default() if callable(default) and not isinstance(default, Type) else default
 
-    def reconciles(self, current: Any, value: Any) -> bool:
-        return self.inner.reconciles(current, value)
 
+class Refinement(Wrapper):
+    """Values of ``base`` for which ``predicate`` holds."""
 
-class Refinement(Type):
     def __init__(self, base: Type, predicate: Callable[[Any], bool], message: str | None, name: str) -> None:
         self.base = base
         self.predicate = predicate
         self.message = message
-        self.name = name
-        self.optional = base.optional
+        self.label = name
 
     @property
-    def is_node(self) -> bool:  # type: ignore[override]
-        return self.base.is_node
+    def wrapped(self) -> Type:
+        return self.base
 
     @property
-    def is_plain(self) -> bool:  # type: ignore[override]
-        return self.base.is_plain
-
-    @property
-    def is_safe_reference(self) -> bool:  # type: ignore[override]
-        return self.base.is_safe_reference
-
-    def preprocess(self, value: Any) -> Any:
-        return self.base.preprocess(value)
+    def name(self) -> str:  # type: ignore[override]
+        return self.label
 
     def validate(self, value: Any, path: str, errors: Errors) -> None:
         before = len(errors)
@@ -309,20 +315,8 @@ class Refinement(Type):
         if len(errors) == before and not self.predicate(value):
             errors.append((path, self.message or f"value {_show(value)} is not a valid {self.name}"))
 
-    def create(self, value: Any) -> Any:
-        return self.base.create(value)
 
-    def snapshot(self, stored: Any) -> Any:
-        return self.base.snapshot(stored)
-
-    def default_snapshot(self) -> Any:
-        return self.base.default_snapshot()
-
-    def reconciles(self, current: Any, value: Any) -> bool:
-        return self.base.reconciles(current, value)
-
-
-class SnapshotProcessor(Type):
+class SnapshotProcessor(Wrapper):
     """Transforms snapshots on the way in (``pre_process``) and out (``post_process``)."""
 
     def __init__(
@@ -334,22 +328,23 @@ class SnapshotProcessor(Type):
         self.base = base
         self.pre_process = pre_process
         self.post_process = post_process
-        self.name = f"snapshot_processor({base.name})"
-        self.optional = base.optional
-        self.is_plain = base.is_plain and post_process is None
 
     @property
-    def is_node(self) -> bool:  # type: ignore[override]
-        return self.base.is_node
+    def wrapped(self) -> Type:
+        return self.base
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"snapshot_processor({self.base.name})"
+
+    @property
+    def is_plain(self) -> bool:  # type: ignore[override]
+        return self.base.is_plain and self.post_process is None
 
     def _pre(self, value: Any) -> Any:
         if self.pre_process is None or is_node(value):
             return value
         return self.pre_process(value)
-
-    @property
-    def is_safe_reference(self) -> bool:  # type: ignore[override]
-        return self.base.is_safe_reference
 
     def preprocess(self, value: Any) -> Any:
         return self.base.preprocess(self._pre(value))
@@ -369,14 +364,11 @@ class SnapshotProcessor(Type):
         snapshot = self.base.snapshot(stored)
         return snapshot if self.post_process is None else freeze(self.post_process(snapshot))
 
-    def default_snapshot(self) -> Any:
-        return self.base.default_snapshot()
-
     def reconciles(self, current: Any, value: Any) -> bool:
         return self.base.reconciles(current, self._pre(value))
 
 
-class LateType(Type):
+class LateType(Wrapper):
     """A forward reference, resolved on first use."""
 
     def __init__(self, resolve: Callable[[], Type], label: str) -> None:
@@ -391,42 +383,12 @@ class LateType(Type):
         return self._resolved
 
     @property
+    def wrapped(self) -> Type:
+        return self.resolved
+
+    @property
     def name(self) -> str:  # type: ignore[override]
         return self.label if self._resolved is None else self._resolved.name
-
-    @property
-    def is_node(self) -> bool:  # type: ignore[override]
-        return self.resolved.is_node
-
-    @property
-    def is_plain(self) -> bool:  # type: ignore[override]
-        return self.resolved.is_plain
-
-    @property
-    def optional(self) -> bool:  # type: ignore[override]
-        return self.resolved.optional
-
-    @property
-    def is_safe_reference(self) -> bool:  # type: ignore[override]
-        return self.resolved.is_safe_reference
-
-    def preprocess(self, value: Any) -> Any:
-        return self.resolved.preprocess(value)
-
-    def validate(self, value: Any, path: str, errors: Errors) -> None:
-        self.resolved.validate(value, path, errors)
-
-    def create(self, value: Any) -> Any:
-        return self.resolved.create(value)
-
-    def snapshot(self, stored: Any) -> Any:
-        return self.resolved.snapshot(stored)
-
-    def default_snapshot(self) -> Any:
-        return self.resolved.default_snapshot()
-
-    def reconciles(self, current: Any, value: Any) -> bool:
-        return self.resolved.reconciles(current, value)
 
 
 class ModelType(Type):
