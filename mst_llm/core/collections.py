@@ -184,8 +184,14 @@ class ListNode(NodeSlots, list[Any]):
     # --- the splice everything maps to ----------------------------------------------------------------
 
     def _mst_splice(self, index: int, remove_count: int, values: list[Any]) -> None:
-        if not remove_count and not values:
-            return
+        if remove_count == len(values) and (
+            not values
+            or (
+                self._type.item.is_plain
+                and all(map(_same, values, _list_getitem(self, slice(index, index + remove_count))))
+            )
+        ):
+            return  # nothing changes: no transaction, no patch
         tx = write_tx(self)
         if tx is None:
             run_bare(self, ListNode._mst_splice, index, remove_count, values)

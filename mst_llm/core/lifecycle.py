@@ -47,17 +47,9 @@ def _unattach(child: Any, tree: Tree, old_tree: Tree | None) -> None:
 
 def remove(tx: Transaction, node: Any) -> None:
     """Take ``node`` out of its parent for good: run before_destroy hooks, unregister and kill its subtree."""
-    if hooks_in_use:
-        for current in post_order(node):
-            hook = getattr(type(current), "before_destroy", None)
-            if hook is not None:
-                run_action(current, "before_destroy", hook, (), {})
-    _snapshot_of(node)
     tree = tree_of(node)
+    nodes = _kill_subtree(node)
     removed = unregister_subtree(tree, node)
-    nodes = list(walk_nodes(node))
-    for current in nodes:
-        _kill(current)
     parent, key = node._parent, node._key
     node._parent = None
     tx.undo.append((_revive, node, parent, key, nodes, tree))
@@ -88,14 +80,21 @@ def _kill(node: Any) -> None:
 
 def kill_root(node: Any) -> None:
     """Destroy a whole tree (outside any transaction)."""
+    _kill_subtree(node)
+
+
+def _kill_subtree(node: Any) -> list[Any]:
+    """Run before_destroy hooks (children first), keep the last snapshot, kill every node; return the nodes."""
     if hooks_in_use:
         for current in post_order(node):
             hook = getattr(type(current), "before_destroy", None)
             if hook is not None:
                 run_action(current, "before_destroy", hook, (), {})
     _snapshot_of(node)
-    for current in list(walk_nodes(node)):
+    nodes = list(walk_nodes(node))
+    for current in nodes:
         _kill(current)
+    return nodes
 
 
 def detach_child(tx: Transaction, node: Any) -> Tree:
