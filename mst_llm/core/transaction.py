@@ -198,6 +198,9 @@ def run_action(
                 drop_dangling_references(tx)
         finally:
             _local.tx = tx.outer
+        # committed: drop what only a rollback needed, so cached snapshots can be updated in place again
+        tx.undo.clear()
+        tx.saved.clear()
         deliver(tx)
     return result
 
