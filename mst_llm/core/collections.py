@@ -61,11 +61,6 @@ def _unshared_refcount() -> int:
 UNSHARED = _unshared_refcount()
 
 
-def _track_structure(node: Any) -> None:
-    if reactivity._tracker is not None:
-        reactivity._tracker.add((node, STRUCTURE))
-
-
 class ListNode(NodeSlots, list[Any]):
     """A list inside a tree."""
 
@@ -716,7 +711,7 @@ def _match_items(item: Type, current: list[Any], values: list[Any]) -> tuple[lis
                 continue
         elif position < len(current):
             existing = current[position]
-            if type(existing) is member.cls and existing._mst_snapshot_now() == value:
+            if type(existing) is member.cls and member.snapshot(existing) == value:
                 append(existing)
                 continue
         append(MISSING)

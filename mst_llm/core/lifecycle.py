@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 from mst_llm.core import reactivity
-from mst_llm.core.node import Tree, register_subtree, root_of, tree_of, unregister_subtree, walk_nodes
+from mst_llm.core.node import Tree, register_subtree, tree_of, unregister_subtree, walk_nodes
 from mst_llm.core.transaction import Transaction, current_tx, run_action
 from mst_llm.core.types import Type, reference_type_of
 from mst_llm.errors import DeadNodeError, ValidationError
@@ -248,7 +248,3 @@ def _make_dead_class(cls: type) -> type:
             namespace[name] = _dead
         namespace["__hash__"] = None
     return type(f"Dead{cls.__name__}", (cls,), namespace)
-
-
-def is_root_node(node: Any) -> bool:
-    return root_of(node) is node

@@ -390,10 +390,6 @@ class ModelNode(ModelNodeBase):
         type(self)._mst_prepare()
         return type(self)._mst_snapshot(self)
 
-    def _mst_snapshot_now(self) -> FrozenDict:
-        snap = self._snap
-        return self._mst_snapshot() if snap is None else snap
-
     def _mst_reconcile(self, snapshot: Mapping[str, Any]) -> None:
         """Apply a (validated) snapshot field by field, reconciling children in place."""
         if snapshot is self._snap:

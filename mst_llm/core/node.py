@@ -41,9 +41,6 @@ class Hooks:
         self.action: list[Callable[..., Any]] = []
         self.middleware: list[Callable[..., Any]] = []
 
-    def consumes_patches(self) -> bool:
-        return bool(self.patch or self.commit)
-
     def empty(self) -> bool:
         return not (self.patch or self.commit or self.snapshot or self.action or self.middleware)
 
@@ -123,11 +120,6 @@ def describe(node: Any) -> str:
     if getattr(cls, "_mst_dead", False):
         cls = cls.__mro__[1]
     return f"{cls.__name__} node"
-
-
-def children(node: Any) -> Iterator[Any]:
-    """The direct child nodes of ``node``."""
-    return node._mst_children()  # type: ignore[no-any-return]
 
 
 def walk_nodes(node: Any) -> Iterator[Any]:

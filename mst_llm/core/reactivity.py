@@ -63,16 +63,6 @@ class Computed:
 _tracker: set[tuple[Any, Any]] | None = None
 
 
-def is_tracking() -> bool:
-    return _tracker is not None
-
-
-def track(node: Any, key: Any) -> None:
-    """Record that the running view read ``key`` of ``node`` (call only when is_tracking())."""
-    if _tracker is not None:
-        _tracker.add((node, key))
-
-
 def _subscribe(dep: tuple[Any, Any], computed: Computed) -> None:
     source, key = dep
     if isinstance(source, Computed):

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mst_llm.core.frozen import FrozenDict, FrozenList
-from mst_llm.core.node import add_listener, is_node, root_of
+from mst_llm.core.node import add_listener, is_node
 from mst_llm.core.transaction import run_action
 from mst_llm.core.write import validate_at
 from mst_llm.errors import MSTError
@@ -78,7 +78,3 @@ def to_json_value(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [to_json_value(item) for item in value]
     return {"$MST_UNSERIALIZABLE": True, "type": type(value).__name__}
-
-
-def is_root_node(node: Any) -> bool:
-    return root_of(node) is node
