@@ -6,10 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 from mst_llm.core.frozen import FrozenDict, FrozenList
-from mst_llm.core.node import add_listener, is_node
+from mst_llm.core.node import add_listener, is_node, path_of
 from mst_llm.core.transaction import run_action
-from mst_llm.core.write import validate_at
-from mst_llm.errors import MSTError
+from mst_llm.errors import MSTError, ValidationError
 
 
 def get_snapshot(node: Any) -> Any:
@@ -40,25 +39,19 @@ def apply_snapshot(node: Any, snapshot: Any) -> None:
 
 
 def _apply_snapshot(node: Any, snapshot: Any) -> None:
-    type_ = node_type(node)
+    base = path_of(node)
     errors: list[tuple[str, str]] = []
-    type_.validate(snapshot, "", errors)
+    node_type(node).validate(snapshot, "", errors)
     if errors:
-        from mst_llm.core.node import path_of
-        from mst_llm.errors import ValidationError
-
-        base = path_of(node)
         raise ValidationError([(base + path, message) for path, message in errors])
     if is_node(snapshot):
         snapshot = get_snapshot(snapshot)
     if node._mst_kind == "model":
         id_field = type(node)._mst_id_field
-        if id_field is not None and snapshot.get(id_field) is not None:
-            validate_at(type_, snapshot, node, "")
-            if str(snapshot.get(id_field)) != node._mst_identifier():
-                from mst_llm.errors import ValidationError
-
-                raise ValidationError([(f"/{id_field}", f"identifiers are immutable (is {node._mst_identifier()!r})")])
+        ident = snapshot.get(id_field) if id_field is not None else None
+        if ident is not None and str(ident) != node._mst_identifier():
+            message = f"identifiers are immutable (is {node._mst_identifier()!r})"
+            raise ValidationError([(f"{base}/{id_field}", message)])
     node._mst_reconcile(snapshot)
 
 
