@@ -9,6 +9,7 @@ from mst_llm import (
     ProtectionError,
     ValidationError,
     action,
+    add_middleware,
     flow,
     get_parent,
     get_snapshot,
@@ -639,3 +640,28 @@ async def test_cancellation_handled_in_the_flow_commits_its_cleanup(anyio_backen
         await job.run()
     assert job.status == "cancelled"
     assert [patch["value"] for patch in patches] == ["running", "cancelled"]
+
+
+@pytest.mark.anyio
+async def test_middleware_sees_a_flow_call_with_its_arguments(anyio_backend: str) -> None:
+    @model
+    class Loader:
+        value: int = 0
+
+        @flow
+        async def load(self, amount: int) -> int:
+            await anyio.sleep(0)
+            self.value = amount
+            return amount
+
+    loader = Loader.create()
+    seen: list[tuple[str, tuple[Any, ...]]] = []
+
+    def spy(call: Any, next_: Any) -> Any:
+        seen.append((call.name, tuple(call.args)))
+        return next_(call)
+
+    add_middleware(loader, spy)
+    assert await loader.load(7) == 7
+    assert loader.value == 7
+    assert seen == [("load", (7,))]

@@ -180,7 +180,10 @@ def run_action(
     try:
         if middleware is not None:
             assert call is not None
-            result = _run_middleware(middleware, call, lambda c: fn(node, *c.args, **c.kwargs))
+            if record_args is None:  # middleware may rewrite the arguments it passes on
+                result = _run_middleware(middleware, call, lambda c: fn(node, *c.args, **c.kwargs))
+            else:  # the call shows record_args (a flow's own arguments); the segment runs with its own
+                result = _run_middleware(middleware, call, lambda c: fn(node, *args, **kwargs))
         else:
             result = fn(node, *args, **kwargs)
     except BaseException:
