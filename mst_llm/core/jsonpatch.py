@@ -9,21 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from mst_llm.core.frozen import FrozenDict, FrozenList
+from mst_llm.core.frozen import FrozenDict, FrozenList, freeze
 from mst_llm.core.patch import split_json_path
+from mst_llm.errors import PatchError
 
 
-class JsonPatchError(ValueError):
+class JsonPatchError(PatchError):
     """A patch does not fit the JSON data it is applied to."""
-
-
-def freeze(value: Any) -> Any:
-    """An immutable deep copy of parsed JSON (FrozenDict/FrozenList), like a node snapshot."""
-    if type(value) is dict:
-        return FrozenDict({key: freeze(item) for key, item in value.items()})
-    if type(value) is list:
-        return FrozenList([freeze(item) for item in value])
-    return value
 
 
 def resolve_pointer(doc: Any, path: str) -> Any:

@@ -28,7 +28,8 @@ from types import TracebackType
 from typing import Any, overload
 
 from mst_llm.core.api import get_type
-from mst_llm.core.jsonpatch import JsonPatchError, apply_in_place, apply_persistent, freeze
+from mst_llm.core.frozen import freeze
+from mst_llm.core.jsonpatch import JsonPatchError, apply_in_place, apply_persistent
 from mst_llm.core.node import add_listener
 from mst_llm.core.patch import apply_patch, split_json_path
 from mst_llm.core.snapshot import apply_snapshot, get_snapshot
