@@ -1368,3 +1368,21 @@ def test_destroyed_node_attribute_access_raises_dead_node() -> None:
     assert get_snapshot(kid) == {"id": "a"}
     with pytest.raises(DeadNodeError):
         _ = kid.id
+
+
+def test_frozen_of_any_accepts_any_json_value() -> None:
+    from typing import Any as AnyValue
+
+    @model
+    class Holder:
+        data: t.Frozen[AnyValue] = None
+
+        @action
+        def put(self, value: object) -> None:
+            self.data = value
+
+    holder = Holder.create()
+    holder.put({"a": [1, 2]})
+    assert get_snapshot(holder)["data"] == {"a": [1, 2]}
+    holder.put(3)
+    assert holder.data == 3

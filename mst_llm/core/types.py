@@ -816,7 +816,7 @@ def _annotated(base: Any, metadata: tuple[Any, ...], namespace: Mapping[str, Any
             return Nullable(reference) if reference.safe else reference
         if item is _FROZEN:
             origin = typing.get_origin(base) or base
-            return FrozenType(origin if isinstance(origin, type) else None)
+            return FrozenType(origin if isinstance(origin, type) and origin not in (Any, object) else None)
         if isinstance(item, Type):
             return item
     return to_type(base, namespace)
