@@ -36,26 +36,45 @@ from mst_llm.core.patch import apply_patch, escape_json_path, json_patch_path, o
 from mst_llm.core.session import SessionLog, record_session
 from mst_llm.core.snapshot import apply_snapshot, get_snapshot, on_snapshot
 from mst_llm.errors import (
+    CatalogError,
+    ChecksumMismatchError,
     DeadNodeError,
+    DownloadError,
+    DownloadHTTPError,
+    DownloadTimeoutError,
+    GGUFValidationError,
+    InferenceError,
+    InsufficientSpaceError,
     InvalidReferenceError,
     InvalidTransition,
+    ModelStoreError,
     MSTError,
     PatchError,
     PathNotFoundError,
     ProtectionError,
     SessionLogError,
     ValidationError,
+    WorkerDiedError,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ActionCall",
+    "CatalogError",
+    "ChecksumMismatchError",
     "DeadNodeError",
+    "DownloadError",
+    "DownloadHTTPError",
+    "DownloadTimeoutError",
+    "GGUFValidationError",
+    "InferenceError",
+    "InsufficientSpaceError",
     "InvalidReferenceError",
     "InvalidTransition",
     "MSTError",
     "ModelNode",
+    "ModelStoreError",
     "PatchError",
     "PathNotFoundError",
     "ProtectionError",
@@ -64,6 +83,7 @@ __all__ = [
     "TimeTraveller",
     "UndoManager",
     "ValidationError",
+    "WorkerDiedError",
     "__version__",
     "action",
     "add_middleware",

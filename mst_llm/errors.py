@@ -31,7 +31,15 @@ class DeadNodeError(MSTError):
 
 
 class InvalidTransition(MSTError):
-    """A state machine refused an event in its current state."""
+    """A state machine refused an event in its current state (``state``, ``event`` and ``allowed`` say which)."""
+
+    def __init__(
+        self, message: str, *, state: str | None = None, event: str | None = None, allowed: Iterable[str] = ()
+    ) -> None:
+        self.state = state
+        self.event = event
+        self.allowed = tuple(allowed)
+        super().__init__(message)
 
 
 class InvalidReferenceError(MSTError):
@@ -44,3 +52,60 @@ class PathNotFoundError(MSTError, LookupError):
 
 class SessionLogError(MSTError):
     """A session log cannot be read: not a session log, an unsupported format version, or corrupt entries."""
+
+
+class CatalogError(MSTError, ValueError):
+    """A catalog entry, key or file name is invalid (bad source scheme, path separators, ``..``, ...)."""
+
+
+class ModelStoreError(MSTError):
+    """An LLMStore operation was refused (unknown key, model loaded or downloading, no source)."""
+
+
+class DownloadError(MSTError):
+    """A model download or install failed. ``resumable`` says whether the partial file was kept for a resume."""
+
+    resumable: bool = False
+
+    def __init__(self, message: str, *, resumable: bool = False) -> None:
+        super().__init__(message)
+        self.resumable = resumable
+
+
+class DownloadHTTPError(DownloadError):
+    """The server answered with an HTTP error status (``status`` holds it)."""
+
+    def __init__(self, message: str, *, status: int, resumable: bool = False) -> None:
+        super().__init__(message, resumable=resumable)
+        self.status = status
+
+
+class ChecksumMismatchError(DownloadError):
+    """The downloaded bytes do not have the expected size or sha256; the partial file was deleted."""
+
+
+class InsufficientSpaceError(DownloadError, OSError):
+    """Not enough free disk space for the download (checked first, or ENOSPC while writing)."""
+
+
+class DownloadTimeoutError(DownloadError, TimeoutError):
+    """The connection stalled or failed repeatedly until the retries ran out; the partial is kept."""
+
+
+class GGUFValidationError(MSTError, ValueError):
+    """A file is not a GGUF model that llama.cpp can load safely; raised before llama.cpp ever sees it.
+
+    ``path`` is the file and ``reason`` says what is wrong (and where, for structural damage)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class InferenceError(MSTError):
+    """The inference backend failed: llama.cpp refused a model, a generation failed, or the worker died."""
+
+
+class WorkerDiedError(InferenceError):
+    """The inference worker process ended unexpectedly (a llama.cpp abort, a signal, or an exit)."""

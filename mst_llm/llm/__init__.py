@@ -1,0 +1,53 @@
+"""The LLM layer: a model store and llama-cpp-python models hosted in the state tree."""
+
+from mst_llm.errors import GGUFValidationError, InferenceError, WorkerDiedError
+from mst_llm.llm.backend import Backend, Chunk, Finished, GenerateRequest, LoadCancelled, LoadInfo, default_config
+from mst_llm.llm.catalog import DEFAULT_CATALOG, CatalogEntry, load_catalog
+from mst_llm.llm.download import Downloader, DownloadResult
+from mst_llm.llm.events import Event
+from mst_llm.llm.gguf_check import GGUFInfo, check_gguf
+from mst_llm.llm.model import (
+    TRANSITIONS,
+    GenerationResult,
+    LlamaModel,
+    LoadProgressEvent,
+    ModelStatus,
+    ProgressEvent,
+    StateChangeEvent,
+    StreamChunk,
+)
+from mst_llm.llm.model_info import ModelInfo
+from mst_llm.llm.store import LLMStore, create_llm_store, default_models_dir
+
+__all__ = [
+    "DEFAULT_CATALOG",
+    "TRANSITIONS",
+    "Backend",
+    "CatalogEntry",
+    "Chunk",
+    "DownloadResult",
+    "Downloader",
+    "Event",
+    "Finished",
+    "GGUFInfo",
+    "GGUFValidationError",
+    "GenerateRequest",
+    "GenerationResult",
+    "InferenceError",
+    "LLMStore",
+    "LlamaModel",
+    "LoadCancelled",
+    "LoadInfo",
+    "LoadProgressEvent",
+    "ModelInfo",
+    "ModelStatus",
+    "ProgressEvent",
+    "StateChangeEvent",
+    "StreamChunk",
+    "WorkerDiedError",
+    "check_gguf",
+    "create_llm_store",
+    "default_config",
+    "default_models_dir",
+    "load_catalog",
+]

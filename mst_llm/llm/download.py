@@ -1,0 +1,488 @@
+"""Resumable, verified HTTP downloads (httpx, async) that never leave a partial file at the final path.
+
+Bytes go to ``<final>.part`` with a small JSON sidecar ``<final>.part.json`` (url, etag, size, offset). A dropped
+connection resumes with ``Range`` (bounded retries with backoff; the httpx read timeout is the stall watchdog),
+a new process resumes from the sidecar, and a server that ignores ``Range`` restarts cleanly from zero. Size and
+sha256 are checked before the fsync'd atomic rename. The event loop only reads (up to ``READ_SIZE`` per call);
+writing and hashing run in a worker thread, one hand-off per ``BATCH`` bytes (or 0.1 s), overlapping the reads.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import anyio
+import httpx
+
+from mst_llm.errors import (
+    ChecksumMismatchError,
+    DownloadError,
+    DownloadHTTPError,
+    DownloadTimeoutError,
+    InsufficientSpaceError,
+)
+
+ProgressCallback = Callable[[float], None]
+"""Receives a percentage (0-100): throttled, monotonic, and always ending with exactly 100."""
+
+CHUNK = 1 << 20
+BATCH = 4 << 20
+"""Bytes handed to the worker thread at a time (written and hashed there, off the event loop)."""
+READ_SIZE = 1 << 20
+"""Largest single network read; httpcore's default of 64 KiB costs a Python round trip per 64 KiB."""
+_RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+_SIDECAR_EVERY_S = 1.0
+_HANDOFF_S = 0.1
+"""A slow download still reaches the disk (and the resume offset) at least this often, whatever ``BATCH`` is."""
+
+
+def part_path(final: Path) -> Path:
+    """Where the bytes of ``final`` accumulate until they are verified."""
+    return final.with_name(final.name + ".part")
+
+
+def sidecar_path(final: Path) -> Path:
+    """The resume record of ``final``'s partial download."""
+    return final.with_name(final.name + ".part.json")
+
+
+def read_sidecar(final: Path) -> dict[str, Any] | None:
+    """The sidecar's record, or None when it is missing or unreadable (then a resume starts from zero)."""
+    try:
+        data = json.loads(sidecar_path(final).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def partial_bytes(final: Path) -> int:
+    """How many bytes of a resumable partial download of ``final`` are on disk (0 when none)."""
+    try:
+        return part_path(final).stat().st_size if sidecar_path(final).exists() else 0
+    except OSError:
+        return 0
+
+
+def remove_partial(final: Path) -> None:
+    """Delete the partial file and its sidecar, if any."""
+    for path in (part_path(final), sidecar_path(final)):
+        path.unlink(missing_ok=True)
+
+
+class ProgressThrottle:
+    """Turns byte counts into percentages at most ``rate`` times a second, never going back, ending at 100."""
+
+    def __init__(self, callback: ProgressCallback | None, rate: float = 10.0) -> None:
+        self._callback = callback
+        self._interval = 1.0 / rate
+        self._last_time = float("-inf")
+        self._last_value = -1.0
+
+    def update(self, done: int, total: int | None) -> None:
+        """Report ``done`` of ``total`` bytes unless it is too soon or not an increase; 100 waits for ``finish``."""
+        if self._callback is None or not total:
+            return
+        value = min(99.9, round(100.0 * done / total, 1))
+        now = time.monotonic()
+        if value > self._last_value and now - self._last_time >= self._interval:
+            self._last_time, self._last_value = now, value
+            self._callback(value)
+
+    def finish(self) -> None:
+        """Report 100 (once)."""
+        if self._callback is not None and self._last_value < 100.0:
+            self._last_value = 100.0
+            self._callback(100.0)
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """What a finished download did: the file, its hash and size, and how many bytes came over the network."""
+
+    path: Path
+    sha256: str
+    size: int
+    transferred: int
+    resumed_from: int
+
+
+def check_free_space(directory: Path, needed: int, disk_free: Callable[[Path], int] | None = None) -> None:
+    """Fail (not warn) when ``directory``'s file system has less than ``needed`` bytes plus a small margin free."""
+    free = (disk_free or (lambda path: shutil.disk_usage(path).free))(directory)
+    margin = 16 << 20
+    if needed + margin > free:
+        raise InsufficientSpaceError(
+            f"not enough disk space in {directory}: need {needed / 1e6:.1f} MB (+16 MB margin), "
+            f"{free / 1e6:.1f} MB free; free some space and retry",
+            resumable=True,
+        )
+
+
+class _Sink:
+    """The partial file and the running sha256; its methods run in a worker thread."""
+
+    def __init__(self, final: Path) -> None:
+        self.final = final
+        self.file: BinaryIO = open(part_path(final), "ab", buffering=0)  # noqa: SIM115 - closed by close()
+        self.hasher = hashlib.sha256()
+        self.offset = 0
+
+    def rehash_existing(self) -> None:
+        """Hash the bytes already on disk (a resumed download)."""
+        self.file.seek(0, os.SEEK_END)
+        size = self.file.tell()
+        with open(part_path(self.final), "rb") as existing:
+            while block := existing.read(CHUNK):
+                self.hasher.update(block)
+        self.offset = size
+
+    def restart(self) -> None:
+        """Drop everything written so far (the server ignored Range or the file changed)."""
+        self.file.truncate(0)
+        self.file.seek(0)
+        self.hasher = hashlib.sha256()
+        self.offset = 0
+
+    def write(self, block: bytes) -> None:
+        """Append and hash one block; ENOSPC becomes a resumable InsufficientSpaceError."""
+        view = memoryview(block)
+        try:
+            while view:
+                written = self.file.write(view)
+                view = view[written or 0 :]
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InsufficientSpaceError(
+                    f"the disk holding {self.final.parent} is full; free some space and retry (the download resumes)",
+                    resumable=True,
+                ) from error
+            raise
+        self.hasher.update(block)
+        self.offset += len(block)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _write_sidecar(final: Path, record: dict[str, Any]) -> None:
+    """Small, advisory and rewritten often: temp file and rename, no fsync (the sha256 check guards the data)."""
+    temporary = final.with_name(final.name + ".part.json.tmp")
+    temporary.write_text(json.dumps(record), encoding="utf-8")
+    os.replace(temporary, sidecar_path(final))
+
+
+def finalize(source: Path, final: Path) -> None:
+    """fsync the verified file, rename it into place atomically and fsync the directory."""
+    with open(source, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(source, final)
+    directory = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+@dataclass
+class Downloader:
+    """Settings of a download: retries and backoff, the stall watchdog, and test hooks (client, disk_free)."""
+
+    retries: int = 5
+    backoff: float = 0.25
+    max_backoff: float = 5.0
+    stall_timeout: float = 30.0
+    connect_timeout: float = 15.0
+    client: httpx.AsyncClient | None = None
+    disk_free: Callable[[Path], int] | None = None
+
+    async def download(
+        self,
+        url: str,
+        final: Path,
+        *,
+        size: int | None = None,
+        sha256: str | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> DownloadResult:
+        """Download ``url`` to ``final`` (verified, atomic); resumes any partial left by an earlier attempt.
+
+        Raises a :class:`DownloadError` subclass; ``error.resumable`` tells whether the partial was kept.
+        """
+        if final.exists():
+            raise DownloadError(f"{final} already exists; delete it first")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        record = read_sidecar(final) or {}
+        if record.get("url") != url or (size is not None and record.get("size") not in (None, size)):
+            remove_partial(final)
+            record = {}
+        if size is not None:
+            check_free_space(final.parent, size - partial_bytes(final), self.disk_free)
+        client = self.client or httpx.AsyncClient(
+            timeout=httpx.Timeout(self.connect_timeout, read=self.stall_timeout), follow_redirects=True
+        )
+        sink = _Sink(final)
+        try:
+            await anyio.to_thread.run_sync(sink.rehash_existing)
+            resumed_from = sink.offset
+            progress = ProgressThrottle(on_progress)
+            state = _Transfer(url, final, sink, progress, {**record, "url": url, "size": size})
+            try:
+                await self._attempts(client, state)
+            except _TooLong as error:
+                remove_partial(final)
+                raise ChecksumMismatchError(f"{error}; the partial was deleted, check the catalog entry") from None
+            await self._verify(sink, state.total, size, sha256)
+        except BaseException:
+            sink.close()
+            raise
+        finally:
+            if self.client is None:
+                await client.aclose()
+        sink.close()
+        await anyio.to_thread.run_sync(finalize, part_path(final), final)
+        sidecar_path(final).unlink(missing_ok=True)
+        progress.finish()
+        return DownloadResult(final, sink.hasher.hexdigest(), sink.offset, state.transferred, resumed_from)
+
+    async def _attempts(self, client: httpx.AsyncClient, state: _Transfer) -> None:
+        """Retry transient failures with exponential backoff, resuming where the last attempt stopped."""
+        failures = 0
+        while True:
+            before = state.sink.offset
+            try:
+                await state.run(client, self)
+                return
+            except httpx.TimeoutException as error:
+                reason: BaseException = error
+                kind = "stalled"
+            except (httpx.TransportError, _Retryable) as error:
+                reason, kind = error, "failed"
+            if state.sink.offset > before:
+                failures = 0  # progress was made: this is a new run of bad luck
+            failures += 1
+            if failures > self.retries:
+                if isinstance(reason, _Retryable):
+                    raise DownloadHTTPError(
+                        f"{state.url}: {reason} after {self.retries} retries; try again later",
+                        status=reason.status,
+                        resumable=True,
+                    ) from None
+                cls = DownloadTimeoutError if kind == "stalled" else DownloadError
+                raise cls(
+                    f"{state.url}: the connection {kind} {failures} times in a row ({reason!r}); "
+                    "check the network and retry (the download resumes)",
+                    resumable=True,
+                ) from reason
+            await anyio.sleep(min(self.max_backoff, self.backoff * 2 ** (failures - 1)))
+
+    async def _verify(self, sink: _Sink, total: int | None, size: int | None, sha256: str | None) -> None:
+        """Size and sha256 must match before the file may take its final name; a mismatch is not resumable."""
+        expected = size if size is not None else total
+        digest = sink.hasher.hexdigest()
+        problem = None
+        if expected is not None and sink.offset != expected:
+            problem = f"size {sink.offset} bytes, expected {expected}"
+        elif sha256 is not None and digest != sha256:
+            problem = f"sha256 {digest}, expected {sha256}"
+        if problem:
+            sink.close()
+            remove_partial(sink.final)
+            raise ChecksumMismatchError(
+                f"{sink.final.name}: downloaded file has {problem}; the partial was deleted. "
+                "The server may be serving a different file; check the catalog entry"
+            )
+
+
+class _Retryable(Exception):
+    """A transient HTTP status (5xx, 429, ...) worth retrying."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
+class _TooLong(Exception):
+    """The body is longer than the expected size: the file on the server is not the one the catalog names."""
+
+
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one meaningful error of a task group (cancellations only when nothing else went wrong)."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        else:
+            leaves.append(current)
+    cancelled = anyio.get_cancelled_exc_class()
+    return next((leaf for leaf in leaves if not isinstance(leaf, cancelled)), leaves[0])
+
+
+def _widen_reads(response: httpx.Response) -> None:
+    """Let httpcore read up to ``READ_SIZE`` bytes per call on this response's HTTP/1.1 connection.
+
+    httpcore hard-codes 64 KiB reads (``READ_NUM_BYTES``), which caps loopback throughput with per-read Python
+    overhead. The setting is per connection instance, so nothing else in the process changes; where httpcore's
+    internals differ (another version, HTTP/2, a test transport) this does nothing and reads stay at 64 KiB.
+    """
+    current: Any = response.stream
+    for _ in range(8):  # httpx BoundAsyncStream -> AsyncResponseStream -> PoolByteStream -> ... -> connection
+        if isinstance(getattr(current, "READ_NUM_BYTES", None), int):
+            current.READ_NUM_BYTES = max(current.READ_NUM_BYTES, READ_SIZE)
+            return
+        current = next(
+            (
+                getattr(current, name)
+                for name in ("_stream", "_httpcore_stream", "_connection")
+                if hasattr(current, name)
+            ),
+            None,
+        )
+
+
+class _Transfer:
+    """One download's moving parts across attempts: offset, etag, byte counts, sidecar updates."""
+
+    def __init__(self, url: str, final: Path, sink: _Sink, progress: ProgressThrottle, record: dict[str, Any]) -> None:
+        self.url, self.final, self.sink, self.progress, self.record = url, final, sink, progress, record
+        self.total: int | None = record.get("size")
+        self.transferred = 0
+        self._sidecar_at = 0.0
+
+    async def run(self, client: httpx.AsyncClient, downloader: Downloader) -> None:
+        """One HTTP request: continue at the current offset, or start over when the server insists."""
+        offset = self.sink.offset
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+            if self.record.get("etag"):
+                headers["If-Range"] = self.record["etag"]
+        async with client.stream("GET", self.url, headers=headers) as response:
+            if response.status_code == 416 and offset:
+                if self.total == offset:
+                    return  # everything is already here
+                await anyio.to_thread.run_sync(self.sink.restart)  # the partial does not fit the file: start over
+                raise _Retryable(416)
+            if response.status_code in _RETRYABLE_STATUS:
+                raise _Retryable(response.status_code)
+            if response.status_code not in (200, 206):
+                remove_partial(self.final)
+                raise DownloadHTTPError(
+                    f"{self.url}: HTTP {response.status_code} {response.reason_phrase}; "
+                    "check the URL in the catalog entry",
+                    status=response.status_code,
+                )
+            start = self._start_of(response, offset)
+            if start != offset:
+                await anyio.to_thread.run_sync(self.sink.restart)
+            if self.total is None:
+                self.total = self._total_of(response, start)
+                if self.total is not None:
+                    check_free_space(self.final.parent, self.total - start, downloader.disk_free)
+            self.record.update(etag=response.headers.get("etag"), size=self.total, offset=self.sink.offset)
+            _write_sidecar(self.final, self.record)
+            await self._copy(response, start)
+
+    def _start_of(self, response: httpx.Response, offset: int) -> int:
+        """Where the body starts: the requested offset for a matching 206, else 0 (Range was ignored)."""
+        if response.status_code != 206:
+            return 0
+        content_range = response.headers.get("content-range", "")
+        try:
+            first = int(content_range.split()[1].split("-")[0])
+        except (IndexError, ValueError):
+            return 0
+        return first if first == offset else 0
+
+    def _total_of(self, response: httpx.Response, start: int) -> int | None:
+        """The file's full size from Content-Range or Content-Length, when the server says."""
+        content_range = response.headers.get("content-range", "")
+        if "/" in content_range and content_range.rsplit("/", 1)[1].isdigit():
+            return int(content_range.rsplit("/", 1)[1])
+        length = response.headers.get("content-length")
+        return start + int(length) if length and length.isdigit() else None
+
+    async def _copy(self, response: httpx.Response, start: int) -> None:
+        """Stream the body into the sink: the event loop only reads; a worker thread writes and hashes batch n
+        while batch n+1 arrives (one hand-off per ``BATCH`` bytes or ``_HANDOFF_S`` seconds; hashlib and the
+        write release the GIL)."""
+        _widen_reads(response)
+        send, receive = anyio.create_memory_object_stream[list[bytes]](1)
+
+        async def writer() -> None:
+            async with receive:
+                async for pieces in receive:
+                    await anyio.to_thread.run_sync(self._write_batch, pieces)
+                    self.progress.update(self.sink.offset, self.total)
+                    self._maybe_write_sidecar()
+
+        position = start
+        batch: list[bytes] = []
+        batched = 0
+        handed_at = time.monotonic()
+        failure: Exception | None = None
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(writer)
+                async with send:
+                    try:
+                        async for piece in response.aiter_raw():
+                            size = len(piece)
+                            self.transferred += size
+                            position += size
+                            if self.total is not None and position > self.total:
+                                raise _TooLong(f"{self.url}: the server sent more than the expected {self.total} bytes")
+                            batch.append(piece)
+                            batched += size
+                            now = time.monotonic()
+                            if batched >= BATCH or now - handed_at >= _HANDOFF_S:
+                                await send.send(batch)
+                                batch, batched, handed_at = [], 0, now
+                    except (httpx.TransportError, _TooLong) as error:
+                        failure = error  # keep what arrived before the failure, then report it
+            if batch and not isinstance(failure, _TooLong):
+                await anyio.to_thread.run_sync(self._write_batch, batch)
+            if failure is not None:
+                raise failure
+        except BaseExceptionGroup as group:
+            raise _single(group) from None
+        finally:
+            self.record["offset"] = self.sink.offset
+            _write_sidecar(self.final, self.record)
+
+    def _write_batch(self, pieces: list[bytes]) -> None:
+        """Runs in a worker thread: append and hash the pieces in order."""
+        for piece in pieces:
+            self.sink.write(piece)
+
+    def _maybe_write_sidecar(self) -> None:
+        now = time.monotonic()
+        if now - self._sidecar_at >= _SIDECAR_EVERY_S:
+            self._sidecar_at = now
+            self.record["offset"] = self.sink.offset
+            _write_sidecar(self.final, self.record)
+
+
+__all__ = [
+    "DownloadResult",
+    "Downloader",
+    "ProgressCallback",
+    "ProgressThrottle",
+    "check_free_space",
+    "finalize",
+    "part_path",
+    "partial_bytes",
+    "read_sidecar",
+    "remove_partial",
+    "sidecar_path",
+]

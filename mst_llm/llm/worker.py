@@ -1,0 +1,538 @@
+"""The inference backend: llama-cpp-python lives only here.
+
+`LlamaRunner` drives llama-cpp-python synchronously (load with progress, a token loop that checks a cancel flag
+per token and, during prompt evaluation, through llama.cpp's abort callback). Two backends wrap it:
+
+- `ThreadBackend` (``isolation="thread"``) runs it in anyio worker threads of the host: lowest latency, but a
+  llama.cpp abort kills the host.
+- `ProcessBackend` (``isolation="process"``, the default) runs it in a worker subprocess (a fresh interpreter, so
+  no ``__main__`` guard is needed) over a socket pair; if llama.cpp aborts there, the host sees `WorkerDiedError`
+  naming the signal and what the worker was doing, with the worker's last stderr line (usually the GGML_ASSERT).
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import ctypes
+import os
+import queue
+import random
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+
+from mst_llm.errors import InferenceError, WorkerDiedError
+from mst_llm.llm.backend import Chunk, Finished, GenerateRequest, LoadCancelled, LoadInfo
+
+_LOG: deque[str] = deque(maxlen=12)  # llama.cpp's recent warnings and errors, for error messages
+_log_callback: Any = None
+# The worker imports only worker.py and what it needs: empty stand-ins for the `mst_llm` and `mst_llm.llm` packages
+# skip their __init__ (the state tree, gguf, pyee), which would add 0.3 s to every worker start.
+_WORKER_COMMAND = """
+import sys, types
+for name, path in (("mst_llm", sys.argv[2]), ("mst_llm.llm", sys.argv[2] + "/llm")):
+    package = types.ModuleType(name)
+    package.__path__ = [path]
+    sys.modules[name] = package
+from mst_llm.llm.worker import main
+main(sys.argv)
+"""
+_load_lock = threading.Lock()  # loading patches llama-cpp-python's default model params (see LlamaRunner.load)
+
+
+def _install_log_sink(llama_cpp: Any, echo: bool) -> None:
+    """Route llama.cpp's log into _LOG instead of stderr (once per process).
+
+    A worker process also echoes warnings and errors to its stderr (a log file the host reads when the worker
+    dies), since an abort leaves no chance to send them."""
+    global _log_callback
+    if _log_callback is not None:
+        return
+
+    def sink(level: int, text: bytes, _data: Any) -> None:
+        line = text.decode("utf-8", errors="replace")
+        if level == 5 and _LOG:  # a continuation of the previous line
+            _LOG[-1] += line
+        elif level in (2, 3):  # warnings and errors
+            _LOG.append(line)
+        else:
+            return
+        if echo:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+
+    _log_callback = llama_cpp.llama_log_callback(sink)
+    llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
+
+
+def _recent_log() -> str:
+    lines = [line.strip() for line in _LOG if line.strip()]
+    return "; ".join(lines[-3:])
+
+
+class _StopScanner:
+    """Finds stop strings in the growing text and holds back a tail that may still become one."""
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self.stops = tuple(stop for stop in stops if stop)
+        self.text = ""
+        self.emitted = 0
+
+    def feed(self, piece: str) -> tuple[str, bool]:
+        """Add decoded text; return (text now safe to emit, whether a stop string was reached)."""
+        self.text += piece
+        if not self.stops:
+            return self._emit(len(self.text)), False
+        window = max(map(len, self.stops)) + len(piece)
+        start = max(0, len(self.text) - window)
+        hits = [index for stop in self.stops if (index := self.text.find(stop, start)) >= 0]
+        if hits:
+            self.text = self.text[: min(hits)]
+            return self._emit(len(self.text)), True
+        safe = len(self.text)
+        for stop in self.stops:
+            for size in range(min(len(stop) - 1, len(self.text)), 0, -1):
+                if self.text.endswith(stop[:size]):
+                    safe = min(safe, len(self.text) - size)
+                    break
+        return self._emit(safe), False
+
+    def flush(self) -> str:
+        return self._emit(len(self.text))
+
+    def _emit(self, end: int) -> str:
+        piece = self.text[self.emitted : end] if end > self.emitted else ""
+        self.emitted = max(self.emitted, end)
+        return piece
+
+
+class LlamaRunner:
+    """One llama-cpp-python model, driven synchronously; `cancel(request_id)` may be called from any thread."""
+
+    def __init__(self, *, echo_log: bool = False) -> None:
+        import llama_cpp  # imported here so that a host in process isolation never loads it
+
+        self._ll: Any = llama_cpp
+        self._verbose = echo_log  # verbose=False would point fd 2 at /dev/null while loading, hiding aborts
+        _install_log_sink(llama_cpp, echo_log)
+        self._llm: Any = None
+        self._abort: Any = None
+        self.cancelled_id = 0
+
+    def cancel(self, request_id: int) -> None:
+        self.cancelled_id = request_id
+
+    def load(
+        self, path: str, config: Mapping[str, Any], progress: Callable[[float], None], request_id: int
+    ) -> LoadInfo:
+        """Load the model (progress in [0, 1], steps of at least 1%); raise LoadCancelled or InferenceError."""
+        ll = self._ll
+        self.close()
+        supported = bool(ll.llama_supports_gpu_offload())
+        requested = config.get("n_gpu_layers")
+        gpu_layers = (-1 if supported else 0) if requested is None else int(requested)
+        last = [-1.0]
+
+        def on_progress(value: float, _data: Any) -> bool:
+            if value >= 1.0 or value - last[0] >= 0.01:
+                last[0] = value
+                progress(min(1.0, max(0.0, float(value))))
+            return self.cancelled_id != request_id
+
+        callback = ll.llama_progress_callback(on_progress)
+        original = ll.llama_cpp.llama_model_default_params
+
+        def params_with_progress() -> Any:
+            params = original()
+            params.progress_callback = callback
+            return params
+
+        _LOG.clear()
+        with _load_lock:
+            ll.llama_cpp.llama_model_default_params = params_with_progress
+            try:
+                self._llm = ll.Llama(
+                    model_path=path,
+                    n_gpu_layers=gpu_layers,
+                    n_ctx=int(config["n_ctx"]),
+                    n_batch=int(config["n_batch"]),
+                    n_ubatch=int(config["n_batch"]),
+                    n_threads=int(config["n_threads"]),
+                    n_threads_batch=int(config["n_threads"]),
+                    use_mmap=bool(config["use_mmap"]),
+                    verbose=self._verbose,
+                )
+            except (ValueError, RuntimeError) as error:
+                if self.cancelled_id == request_id:
+                    raise LoadCancelled() from None
+                detail = _recent_log() or str(error)
+                raise InferenceError(f"llama.cpp could not load {Path(path).name}: {detail}") from None
+            finally:
+                ll.llama_cpp.llama_model_default_params = original
+        n_layers = int(ll.llama_model_n_layer(self._llm.model))
+        offloaded = 0 if not supported else (n_layers + 1 if gpu_layers < 0 else min(gpu_layers, n_layers + 1))
+        return LoadInfo(
+            backend="llama.cpp",
+            system_info=ll.llama_print_system_info().decode("utf-8", errors="replace").strip(),
+            gpu_offload_supported=supported,
+            offloaded_layers=offloaded,
+            n_layers=n_layers,
+            n_ctx=int(self._llm.n_ctx()),
+            n_batch=int(self._llm.n_batch),
+            n_threads=int(config["n_threads"]),
+            n_vocab=int(self._llm.n_vocab()),
+            extra={"llama_cpp_python": str(ll.__version__)},
+        )
+
+    def generate(self, request: GenerateRequest, request_id: int) -> Generator[Chunk | Finished, None, None]:
+        """Yield a Chunk per sampled token and one Finished; raise InferenceError when llama.cpp fails."""
+        llm = self._llm
+        if llm is None:
+            raise InferenceError("no model is loaded")
+        start = time.perf_counter()
+        prompt = llm.tokenize(request.prompt.encode("utf-8"), add_bos=True, special=True)
+        if len(prompt) >= llm.n_ctx():
+            raise InferenceError(f"the prompt has {len(prompt)} tokens; the context holds {llm.n_ctx()}")
+        max_tokens = min(request.max_tokens, llm.n_ctx() - len(prompt))
+        llm.set_seed(request.seed if request.seed is not None else random.getrandbits(31))
+        self._set_abort(lambda: self.cancelled_id == request_id)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        scanner = _StopScanner(request.stop)
+        vocab = llm._model.vocab
+        count, reason, first_at = 0, "length", 0.0
+        tokens = llm.generate(
+            prompt,
+            top_k=request.top_k,
+            top_p=request.top_p,
+            temp=request.temperature,
+            repeat_penalty=request.repeat_penalty,
+        )
+        try:
+            while count < max_tokens:
+                if self.cancelled_id == request_id:
+                    reason = "cancelled"
+                    break
+                token = next(tokens)
+                if count == 0:
+                    first_at = time.perf_counter()
+                    self._set_abort(None)  # per-graph-node callbacks cost time; tokens check the flag
+                if self._ll.llama_vocab_is_eog(vocab, token):
+                    reason = "stop"
+                    break
+                count += 1
+                text, stopped = scanner.feed(decoder.decode(llm.detokenize([token])))
+                yield Chunk(text, int(token))
+                if stopped:
+                    reason = "stop"
+                    break
+        except RuntimeError as error:  # llama_decode failed, or the abort callback stopped prompt evaluation
+            llm.reset()
+            if self.cancelled_id != request_id:
+                raise InferenceError(f"generation failed: {_recent_log() or error}") from None
+            reason = "cancelled"
+        finally:
+            self._set_abort(None)
+            tokens.close()
+        if reason != "stop":
+            tail = scanner.feed(decoder.decode(b"", final=True))[0] + scanner.flush()
+            if tail:
+                yield Chunk(tail, -1)
+        end = time.perf_counter()
+        first_at = first_at or end
+        yield Finished(
+            text=scanner.text,
+            prompt_tokens=len(prompt),
+            completion_tokens=count,
+            finish_reason=reason,  # type: ignore[arg-type]
+            prompt_ms=(first_at - start) * 1000,
+            generation_ms=(end - first_at) * 1000,
+        )
+
+    def _set_abort(self, check: Callable[[], bool] | None) -> None:
+        ll = self._ll
+        self._abort = ll.ggml_abort_callback(lambda _data: check()) if check else ll.ggml_abort_callback()
+        ll.llama_set_abort_callback(self._llm._ctx.ctx, self._abort, None)
+
+    def close(self) -> None:
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            llm.close()
+
+
+# --- in-process ------------------------------------------------------------------------------------------------
+
+
+class ThreadBackend:
+    """llama-cpp-python in the host process; each blocking step runs in an anyio worker thread."""
+
+    name = "thread"
+
+    def __init__(self) -> None:
+        self._runner: LlamaRunner | None = None
+        self._request = 0
+
+    def _ensure(self) -> LlamaRunner:
+        if self._runner is None:
+            self._runner = LlamaRunner()
+        return self._runner
+
+    async def load(self, path: str, config: Mapping[str, Any], on_progress: Callable[[float], None]) -> LoadInfo:
+        runner = await anyio.to_thread.run_sync(self._ensure)
+        self._request += 1
+        request_id = self._request
+
+        def progress(value: float) -> None:
+            anyio.from_thread.run_sync(on_progress, value)
+
+        return await anyio.to_thread.run_sync(runner.load, path, config, progress, request_id)
+
+    async def generate(self, request: GenerateRequest) -> AsyncGenerator[Chunk | Finished, None]:
+        self._request += 1
+        tokens = self._ensure().generate(request, self._request)
+        try:
+            while (item := await anyio.to_thread.run_sync(next, tokens, None)) is not None:
+                yield item
+                if isinstance(item, Finished):
+                    return
+        finally:  # shielded: the runner must be closed before the model can be used again
+            self.cancel()
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(tokens.close)
+
+    def cancel(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel(self._request)
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await anyio.to_thread.run_sync(self._runner.close)
+
+    def close_now(self) -> None:
+        if self._runner is not None:
+            self._runner.close()
+
+
+# --- in a worker process ---------------------------------------------------------------------------------------
+
+
+def _signal_name(returncode: int | None) -> str:
+    if returncode is None:
+        return "unknown status"
+    if returncode < 0:
+        try:
+            return signal.Signals(-returncode).name
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+class ProcessBackend:
+    """llama-cpp-python in a worker subprocess; a crash there becomes WorkerDiedError in the host.
+
+    The worker starts at construction and imports llama-cpp-python at once; requests queue behind that."""
+
+    name = "process"
+
+    def __init__(self) -> None:
+        host, child = socket.socketpair()
+        log_fd, self._log_path = tempfile.mkstemp(prefix="mst_llm_worker_", suffix=".log")
+        package = str(Path(__file__).resolve().parents[1])
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", _WORKER_COMMAND, str(child.fileno()), package],
+                pass_fds=(child.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=log_fd,
+                env={**os.environ, "GGML_NO_BACKTRACE": "1"},  # an abort prints its assert, not a gdb backtrace
+            )
+        finally:
+            os.close(log_fd)
+            child.close()
+        self._conn = Connection(host.detach())
+        self._send_lock = threading.Lock()
+        self._request = 0
+        self._activity = "starting"
+        self._closed = False
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        with self._send_lock, contextlib.suppress(OSError):  # a dead worker: the next receive says how it died
+            self._conn.send(message)
+
+    async def _receive(self, request_id: int) -> tuple[Any, ...]:
+        """The next message about `request_id` (older requests' leftovers are dropped)."""
+        while True:
+            while not self._conn.poll():
+                await anyio.wait_readable(self._conn.fileno())
+            try:
+                message: tuple[Any, ...] = self._conn.recv()
+            except (EOFError, OSError):
+                raise await self._death() from None
+            if message[1] == request_id:
+                return message
+
+    async def _death(self) -> WorkerDiedError:
+        with anyio.CancelScope(shield=True):
+            returncode = await anyio.to_thread.run_sync(self._wait, 10.0)
+        reason = f"inference worker died ({_signal_name(returncode)}) while {self._activity}"
+        detail = self._last_stderr_line()
+        self._closed = True
+        return WorkerDiedError(f"{reason}: {detail}" if detail else reason)
+
+    def _wait(self, timeout: float) -> int | None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            return self._proc.wait(timeout)
+        return None
+
+    def _last_stderr_line(self) -> str:
+        with contextlib.suppress(OSError):
+            lines = [line.strip() for line in Path(self._log_path).read_text(errors="replace").splitlines()]
+            lines = [line for line in lines if line]
+            marked = [line for line in lines if "GGML_ASSERT" in line or "terminate" in line or "Error" in line]
+            return (marked or lines or [""])[-1][:500]
+        return ""
+
+    async def load(self, path: str, config: Mapping[str, Any], on_progress: Callable[[float], None]) -> LoadInfo:
+        if self._closed:
+            raise InferenceError("the inference worker was closed")
+        self._request += 1
+        request_id = self._request
+        self._activity = f"loading {Path(path).name}"
+        self._send(("load", request_id, path, dict(config)))
+        while True:
+            message = await self._receive(request_id)
+            if message[0] == "progress":
+                on_progress(message[2])
+            elif message[0] == "loaded":
+                self._activity = "idle"
+                loaded: LoadInfo = message[2]
+                return loaded
+            elif message[0] == "cancelled":
+                raise LoadCancelled()
+            else:
+                raise InferenceError(message[2])
+
+    async def generate(self, request: GenerateRequest) -> AsyncGenerator[Chunk | Finished, None]:
+        if self._closed:
+            raise InferenceError("the inference worker was closed")
+        self._request += 1
+        request_id = self._request
+        self._activity = "generating"
+        self._send(("generate", request_id, request))
+        finished = False
+        try:
+            while True:
+                message = await self._receive(request_id)
+                if message[0] == "chunk":
+                    yield Chunk(message[2], message[3])
+                elif message[0] == "done":
+                    finished = True
+                    self._activity = "idle"
+                    yield message[2]
+                    return
+                else:
+                    finished = True
+                    raise InferenceError(message[2])
+        finally:
+            if not finished:
+                self.cancel()
+
+    def cancel(self) -> None:
+        if not self._closed:
+            self._send(("cancel", self._request))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._send(("close", 0))
+        with anyio.CancelScope(shield=True):
+            if await anyio.to_thread.run_sync(self._wait, 5.0) is None:
+                self._proc.kill()
+                await anyio.to_thread.run_sync(self._wait, 5.0)
+        self._release()
+
+    def close_now(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._send(("close", 0))
+            if self._wait(2.0) is None:
+                self._proc.kill()
+                self._wait(2.0)
+        self._release()
+
+    def _release(self) -> None:
+        with contextlib.suppress(OSError):
+            self._conn.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self._log_path)
+
+
+class _Worker:
+    """The worker process: a reader thread takes cancels at once and queues the rest for the main thread."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.runner = LlamaRunner(echo_log=True)
+        self.requests: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                message = self.conn.recv()
+            except (EOFError, OSError):  # the host is gone
+                os._exit(0)
+            if message[0] == "cancel":
+                self.runner.cancel(message[1])
+            else:
+                self.requests.put(message)
+            if message[0] == "close":
+                return
+
+    def run(self) -> None:
+        while True:
+            message = self.requests.get()
+            kind, request_id = message[0], message[1]
+            if kind == "close":
+                self.runner.close()
+                return
+            try:
+                if kind == "load":
+                    info = self.runner.load(message[2], message[3], self._progress_sender(request_id), request_id)
+                    self.conn.send(("loaded", request_id, info))
+                else:
+                    for item in self.runner.generate(message[2], request_id):
+                        if isinstance(item, Chunk):
+                            self.conn.send(("chunk", request_id, item.text, item.token))
+                        else:
+                            self.conn.send(("done", request_id, item))
+            except LoadCancelled:
+                self.conn.send(("cancelled", request_id))
+            except InferenceError as error:
+                self.conn.send(("error", request_id, str(error)))
+
+    def _progress_sender(self, request_id: int) -> Callable[[float], None]:
+        return lambda value: self.conn.send(("progress", request_id, value))
+
+
+def main(argv: list[str]) -> None:
+    """Entry point of the worker process (see _WORKER_COMMAND): argv[1] is the socket's descriptor."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the host decides when the worker stops
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # an abort is reported, not dumped
+    _Worker(Connection(int(argv[1]))).run()

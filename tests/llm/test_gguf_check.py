@@ -1,0 +1,66 @@
+"""check_gguf on a good tiny model and on every kind of malformed file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mst_llm import MSTError
+from mst_llm.llm import GGUFValidationError, check_gguf
+from tests.gguf_factory import MALFORMED_KINDS
+
+# what each kind's message must say (lowercase fragments)
+EXPECTED = {
+    "missing": "does not exist",
+    "directory": "is a directory",
+    "fifo": "not a regular file",
+    "unreadable": "not readable",
+    "empty": "empty",
+    "random_bytes": "not a gguf file",
+    "bad_magic": "not a gguf file",
+    "bad_version": "unsupported gguf version 99",
+    "truncated_header": "truncated",
+    "truncated_kv": "metadata",
+    "truncated_tensor_info": "tensor infos",
+    "truncated_data": "tensor data",
+    "absurd_kv_count": "absurd counts",
+    "absurd_tensor_count": "absurd counts",
+    "string_length_past_end": "1125899906842624 bytes needed",
+    "bad_value_type": "not a valid ggufvaluetype",
+    "tensor_data_past_end": "tensor data",
+    "duplicate_tokens": "duplicate token string",
+    "missing_byte_tokens": "byte tokens",
+    "missing_architecture": "general.architecture",
+    "missing_block_count": "llama.block_count",
+    "wrong_embedding_shape": "token_embd.weight",
+}
+
+
+def test_corpus_is_complete() -> None:
+    assert set(EXPECTED) == set(MALFORMED_KINDS)
+    assert len(MALFORMED_KINDS) >= 15
+
+
+def test_good_model_metadata(tiny_model: Path) -> None:
+    info = check_gguf(tiny_model)
+    assert info.architecture == "llama"
+    assert info.tokenizer == "llama"
+    assert info.vocab_size == 302
+    assert info.block_count == 2 and info.context_length == 256
+    assert info.quantization == "ALL_F32"
+    assert info.to_dict()["metadata"]["general.name"] == "tiny-llama"
+    assert 100_000 < info.size < 500_000
+    assert check_gguf(tiny_model) is info  # cached per (path, inode, size, mtime)
+
+
+@pytest.mark.parametrize("kind", MALFORMED_KINDS)
+def test_malformed_files_are_refused_with_a_clear_message(corpus: dict[str, Path], kind: str) -> None:
+    if kind == "unreadable" and os.geteuid() == 0:
+        pytest.skip("root reads files whatever their mode")
+    with pytest.raises(GGUFValidationError) as raised:
+        check_gguf(corpus[kind])
+    assert isinstance(raised.value, MSTError)
+    assert raised.value.path == str(corpus[kind])
+    assert EXPECTED[kind] in str(raised.value).lower()
