@@ -21,6 +21,7 @@ from mst_llm import ModelNode, action, flow, get_env, get_snapshot, model, on_sn
 from mst_llm.errors import CatalogError, DownloadError, ModelStoreError
 from mst_llm.llm.catalog import DEFAULT_CATALOG, CatalogEntry, load_catalog, validate_name
 from mst_llm.llm.download import Downloader, partial_bytes, remove_partial
+from mst_llm.llm.model import LlamaModel
 from mst_llm.llm.model_info import ModelInfo
 from mst_llm.llm.packaged import install_packaged
 from mst_llm.llm.persist import STATE_FILE, Saver, read_state
@@ -53,8 +54,13 @@ class StoreContext:
     downloader: Downloader
     saver: Saver
     active: dict[str, _Active] = field(default_factory=dict)
-    loaded: dict[str, Any] = field(default_factory=dict)
+    loaded: dict[str, LlamaModel] = field(default_factory=dict)
     dispose: list[Any] = field(default_factory=list)
+
+
+async def _cleanup_shielded(llama: LlamaModel) -> None:
+    with anyio.CancelScope(shield=True):
+        await llama.cleanup()
 
 
 async def _commit_point() -> None:
@@ -319,6 +325,40 @@ class LLMStore(ModelNode):
         if self.selected_model_key == key:
             self.selected_model_key = None
         self.context.saver.flush()
+
+    @flow
+    async def load_model(self, key: str | None = None, **config: Any) -> LlamaModel:
+        """Load a ready model (the selected one by default) through ``LlamaModel``; its ModelInfo shows
+        ``initializing`` then ``ready`` (or ``error`` with LlamaModel's message). ``config`` goes to
+        ``LlamaModel.open`` (``isolation``, ``n_ctx``, ...). Loading a loaded model returns it."""
+        info = self.get_model(key) if key is not None else self.selected_model
+        if info is None:
+            raise ModelStoreError("no model is selected; select_model(key) or pass a key")
+        loaded = self.context.loaded.get(info.key)
+        if loaded is not None:
+            return loaded
+        info.transition("load")
+        llama = LlamaModel.open(self.model_path(info), **config)
+        try:
+            await llama.initialize()
+        except anyio.get_cancelled_exc_class():
+            info.transition("unload")
+            await _cleanup_shielded(llama)
+            raise
+        if llama.state != "ready":
+            info.transition("fail", error=f"cannot load {info.filename}: {llama.error}")
+            await llama.cleanup()
+            return llama
+        self.context.loaded[info.key] = llama
+        info.transition("loaded")
+        return llama
+
+    @flow
+    async def release_model(self, key: str) -> None:
+        """Free a loaded model (its file stays ``ready``)."""
+        llama = self.context.loaded.pop(key, None)
+        if llama is not None:
+            await llama.cleanup()
 
     async def close(self) -> None:
         """Cancel downloads (keeping resumable partials), release loaded models, write the state file."""
