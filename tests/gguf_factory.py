@@ -7,7 +7,9 @@ produce the semantic defects; `write_malformed(directory, kind)` produces every 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import struct
 from collections.abc import Iterable
 from pathlib import Path
@@ -154,6 +156,12 @@ MALFORMED_KINDS = [
 ]
 
 
+def _bind_unix_socket(path: Path) -> None:
+    """Leave a UNIX domain socket file at `path` (bound from its directory: socket paths are limited to ~107 bytes)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server, contextlib.chdir(path.parent):
+        server.bind(path.name)
+
+
 def write_malformed(directory: str | os.PathLike[str], kind: str) -> Path:
     """Write one malformed model of `kind` (see MALFORMED_KINDS) into `directory` and return its path."""
     directory = Path(directory)
@@ -173,6 +181,9 @@ def write_malformed(directory: str | os.PathLike[str], kind: str) -> Path:
     if kind == "fifo":
         os.mkfifo(path)
         return path
+    if kind == "unreadable":  # a UNIX domain socket: open() refuses it (ENXIO) for every user, root included
+        _bind_unix_socket(path)
+        return path
     if kind == "empty":
         path.write_bytes(b"")
         return path
@@ -184,9 +195,7 @@ def write_malformed(directory: str | os.PathLike[str], kind: str) -> Path:
     write_tiny_llama(path)
     layout = _layout(path)
     size = path.stat().st_size
-    if kind == "unreadable":
-        path.chmod(0)
-    elif kind == "bad_magic":
+    if kind == "bad_magic":
         path.write_bytes(b"GGUX" + path.read_bytes()[4:])
     elif kind == "bad_version":
         _patch(path, 4, "<I", 99)

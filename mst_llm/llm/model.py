@@ -26,7 +26,7 @@ from mst_llm.errors import GGUFValidationError, InferenceError, InvalidTransitio
 from mst_llm.llm.backend import Backend, Finished, FinishReason, GenerateRequest, LoadCancelled, default_config
 from mst_llm.llm.events import Event
 from mst_llm.llm.gguf_check import check_gguf
-from mst_llm.llm.worker import ProcessBackend, ThreadBackend
+from mst_llm.llm.worker import ProcessBackend, ThreadBackend, spare_workers
 
 logger = logging.getLogger("mst_llm.llm")
 
@@ -148,11 +148,17 @@ class LlamaModel(ModelNode):
 
     @classmethod
     def open(cls, path: Any, *, isolation: Isolation = "process", env: Any = None, **config: Any) -> LlamaModel:
-        """A new model for `path` (not loaded yet; a bad path only shows when `initialize()` fails)."""
+        """A new model for `path` (not loaded yet; a bad path only shows when `initialize()` fails).
+
+        With process isolation this also starts a spare worker process in the background (unless one waits
+        already), so that `initialize()` finds llama-cpp-python imported."""
         unknown = sorted(set(config) - set(default_config()))
         if unknown:
             raise ValidationError([(f"/config/{key}", "unknown setting") for key in unknown])
-        return cls.create({"path": str(path), "isolation": isolation, "config": config}, env=env)
+        created = cls.create({"path": str(path), "isolation": isolation, "config": config}, env=env)
+        if isolation == "process" and not (isinstance(env, Mapping) and env.get("backend_factory") is not None):
+            spare_workers.prestart()
+        return created
 
     # --- events ---------------------------------------------------------------------------------------------
 

@@ -8,10 +8,13 @@ per token and, during prompt evaluation, through llama.cpp's abort callback). Tw
 - `ProcessBackend` (``isolation="process"``, the default) runs it in a worker subprocess (a fresh interpreter, so
   no ``__main__`` guard is needed) over a socket pair; if llama.cpp aborts there, the host sees `WorkerDiedError`
   naming the signal and what the worker was doing, with the worker's last stderr line (usually the GGML_ASSERT).
+  Starting a worker and importing llama-cpp-python takes ~0.2 s, so `spare_workers` keeps one started ahead of
+  time (at `LlamaModel.open` and after each load); it is killed quietly at interpreter exit.
 """
 
 from __future__ import annotations
 
+import atexit
 import codecs
 import contextlib
 import ctypes
@@ -341,30 +344,126 @@ def _signal_name(returncode: int | None) -> str:
     return f"exit code {returncode}"
 
 
-class ProcessBackend:
-    """llama-cpp-python in a worker subprocess; a crash there becomes WorkerDiedError in the host.
+class _WorkerProcess:
+    """A started worker process: the host end of its socket and its log file (the worker's stdout and stderr).
 
-    The worker starts at construction and imports llama-cpp-python at once; requests queue behind that."""
-
-    name = "process"
+    It starts importing llama-cpp-python at once and says ("ready", 0) when done; requests queue behind that."""
 
     def __init__(self) -> None:
         host, child = socket.socketpair()
-        log_fd, self._log_path = tempfile.mkstemp(prefix="mst_llm_worker_", suffix=".log")
+        log_fd, self.log_path = tempfile.mkstemp(prefix="mst_llm_worker_", suffix=".log")
         package = str(Path(__file__).resolve().parents[1])
+        self.environ = dict(os.environ)
         try:
-            self._proc = subprocess.Popen(
+            self.proc = subprocess.Popen(
                 [sys.executable, "-c", _WORKER_COMMAND, str(child.fileno()), package],
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=log_fd,
                 stderr=log_fd,
-                env={**os.environ, "GGML_NO_BACKTRACE": "1"},  # an abort prints its assert, not a gdb backtrace
+                env={**self.environ, "GGML_NO_BACKTRACE": "1"},  # an abort prints its assert, not a gdb backtrace
             )
+        except BaseException:
+            host.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.log_path)
+            raise
         finally:
             os.close(log_fd)
             child.close()
-        self._conn = Connection(host.detach())
+        self.conn = Connection(host.detach())
+        self.owner = os.getpid()
+
+    def usable(self) -> bool:
+        """Still running, started by this process (not a fork's parent) and with the current environment."""
+        return self.owner == os.getpid() and self.proc.poll() is None and self.environ == dict(os.environ)
+
+    def discard(self) -> None:
+        """Stop the worker at once and quietly, and remove its log (a forked child only drops its copy)."""
+        if self.owner == os.getpid():
+            with contextlib.suppress(OSError):
+                self.proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(2.0)
+            with contextlib.suppress(OSError):
+                os.unlink(self.log_path)
+        with contextlib.suppress(OSError):
+            self.conn.close()
+
+
+class SpareWorkers:
+    """At most one spare worker, started ahead of time so that a load does not wait for a fresh interpreter to
+    import llama-cpp-python (~0.2 s).
+
+    `prestart()` starts one when none is waiting (LlamaModel.open with process isolation calls it, and so does
+    every ProcessBackend after its load, to replenish); `take()` hands out the spare, or a fresh worker when there
+    is none or it died, was started before a fork or under another environment. The spare is killed at
+    interpreter exit (quietly, its log removed). Set `enabled = False` to start workers only on demand."""
+
+    def __init__(self) -> None:
+        self.enabled = True
+        self._lock = threading.Lock()
+        self._spare: _WorkerProcess | None = None
+        self._closed = False
+
+    def prestart(self) -> None:
+        with self._lock:
+            if self._spare is not None and not self._spare.usable():
+                self._spare.discard()
+                self._spare = None
+            if self.enabled and not self._closed and self._spare is None:
+                self._spare = _WorkerProcess()
+
+    def take(self) -> _WorkerProcess:
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            if spare.usable():
+                return spare
+            spare.discard()
+        return _WorkerProcess()
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until the spare has imported llama-cpp-python (for benchmarks and tests); False if there is none."""
+        with self._lock:
+            spare = self._spare
+        if spare is None:
+            return False
+        with contextlib.suppress(OSError):
+            return bool(spare.conn.poll(timeout))
+        return False
+
+    def discard(self) -> None:
+        """Stop the waiting spare, if any (a later `prestart()` starts another)."""
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.discard()
+
+    def shutdown(self) -> None:
+        """Stop the spare for good (at interpreter exit)."""
+        with self._lock:
+            self._closed = True
+        self.discard()
+
+
+spare_workers = SpareWorkers()
+atexit.register(spare_workers.shutdown)
+
+
+class ProcessBackend:
+    """llama-cpp-python in a worker subprocess; a crash there becomes WorkerDiedError in the host.
+
+    The worker comes from `spare_workers` (already started, usually done importing llama-cpp-python), or starts
+    now; requests queue behind its start. After each load a new spare is started for the next model."""
+
+    name = "process"
+
+    def __init__(self) -> None:
+        worker = spare_workers.take()
+        self._proc = worker.proc
+        self._conn = worker.conn
+        self._log_path = worker.log_path
         self._send_lock = threading.Lock()
         self._request = 0
         self._activity = "starting"
@@ -392,6 +491,7 @@ class ProcessBackend:
         reason = f"inference worker died ({_signal_name(returncode)}) while {self._activity}"
         detail = self._last_stderr_line()
         self._closed = True
+        self._release()  # the log has been read: nothing of the dead worker stays behind
         return WorkerDiedError(f"{reason}: {detail}" if detail else reason)
 
     def _wait(self, timeout: float) -> int | None:
@@ -414,18 +514,21 @@ class ProcessBackend:
         request_id = self._request
         self._activity = f"loading {Path(path).name}"
         self._send(("load", request_id, path, dict(config)))
-        while True:
-            message = await self._receive(request_id)
-            if message[0] == "progress":
-                on_progress(message[2])
-            elif message[0] == "loaded":
-                self._activity = "idle"
-                loaded: LoadInfo = message[2]
-                return loaded
-            elif message[0] == "cancelled":
-                raise LoadCancelled()
-            else:
-                raise InferenceError(message[2])
+        try:
+            while True:
+                message = await self._receive(request_id)
+                if message[0] == "progress":
+                    on_progress(message[2])
+                elif message[0] == "loaded":
+                    self._activity = "idle"
+                    loaded: LoadInfo = message[2]
+                    return loaded
+                elif message[0] == "cancelled":
+                    raise LoadCancelled()
+                else:
+                    raise InferenceError(message[2])
+        finally:  # after the load, so that the spare's start does not compete with it
+            spare_workers.prestart()
 
     async def generate(self, request: GenerateRequest) -> AsyncGenerator[Chunk | Finished, None]:
         if self._closed:
@@ -535,4 +638,6 @@ def main(argv: list[str]) -> None:
     """Entry point of the worker process (see _WORKER_COMMAND): argv[1] is the socket's descriptor."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the host decides when the worker stops
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # an abort is reported, not dumped
-    _Worker(Connection(int(argv[1]))).run()
+    worker = _Worker(Connection(int(argv[1])))
+    worker.conn.send(("ready", 0))  # no request has id 0: the host drops it (spare_workers.wait_ready polls it)
+    worker.run()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ EXPECTED = {
     "missing": "does not exist",
     "directory": "is a directory",
     "fifo": "not a regular file",
-    "unreadable": "not readable",
+    "unreadable": "not a regular file",  # a UNIX domain socket: open() refuses it, root included
     "empty": "empty",
     "random_bytes": "not a gguf file",
     "bad_magic": "not a gguf file",
@@ -57,8 +56,6 @@ def test_good_model_metadata(tiny_model: Path) -> None:
 
 @pytest.mark.parametrize("kind", MALFORMED_KINDS)
 def test_malformed_files_are_refused_with_a_clear_message(corpus: dict[str, Path], kind: str) -> None:
-    if kind == "unreadable" and os.geteuid() == 0:
-        pytest.skip("root reads files whatever their mode")
     with pytest.raises(GGUFValidationError) as raised:
         check_gguf(corpus[kind])
     assert isinstance(raised.value, MSTError)
