@@ -1,6 +1,9 @@
 """Download throughput (with sha256) vs `curl -o` on loopback, progress patch rate, event-loop lateness; prints JSON.
 
 Usage: python benchmarks/download.py [--mib 512] [--rounds 2]
+
+The HTTP server runs in its own process (``tests/http_server.py``), so the downloader and curl face the same
+server and neither shares a GIL with it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -23,7 +28,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mst_llm import on_patch
 from mst_llm.llm.store import create_llm_store
 from tests.gguf_factory import write_tiny_llama
-from tests.http_server import serve
+
+
+@contextmanager
+def served(path: Path) -> Iterator[str]:
+    """Serve ``path`` from ``tests/http_server.py`` in a separate process; yields its URL."""
+    script = Path(__file__).resolve().parent.parent / "tests" / "http_server.py"
+    process = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        if not url.startswith("http://"):
+            raise RuntimeError(f"the benchmark server did not start (printed {url!r})")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 async def ours(url: str, data_size: int, sha: str, directory: Path) -> dict[str, float]:
@@ -70,20 +90,26 @@ def main() -> None:
     sha = hashlib.sha256(data).hexdigest()
     curl = shutil.which("curl")
     results: dict[str, list[float]] = {"ours_mib_s": [], "curl_mib_s": [], "patches_per_s": [], "late_ms": []}
-    with serve() as server, tempfile.TemporaryDirectory() as tmp:
-        url = server.add("big.gguf", data)
-        for round_ in range(args.rounds):
-            target = Path(tmp) / f"r{round_}"
-            measured = anyio.run(ours, url, len(data), sha, target)
-            results["ours_mib_s"].append(args.mib / measured["seconds"])
-            results["patches_per_s"].append(measured["progress_patches_per_s"])
-            results["late_ms"].append(measured["timer_late_max_ms"])
-            shutil.rmtree(target)
-            if curl:
-                start = time.perf_counter()
-                subprocess.run([curl, "-s", "-o", str(Path(tmp) / "curl.bin"), url], check=True)
-                results["curl_mib_s"].append(args.mib / (time.perf_counter() - start))
-                (Path(tmp) / "curl.bin").unlink()
+    size = len(data)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "big.gguf"
+        with open(source, "wb") as handle:
+            handle.write(data)
+            os.fsync(handle.fileno())  # no background writeback of the source competes with the rounds
+        del data  # the server process reads its own copy
+        with served(source) as url:
+            for round_ in range(args.rounds):  # alternate ours and curl against the same server process
+                target = Path(tmp) / f"r{round_}"
+                measured = anyio.run(ours, url, size, sha, target)
+                results["ours_mib_s"].append(args.mib / measured["seconds"])
+                results["patches_per_s"].append(measured["progress_patches_per_s"])
+                results["late_ms"].append(measured["timer_late_max_ms"])
+                shutil.rmtree(target)
+                if curl:
+                    start = time.perf_counter()
+                    subprocess.run([curl, "-s", "-o", str(Path(tmp) / "curl.bin"), url], check=True)
+                    results["curl_mib_s"].append(args.mib / (time.perf_counter() - start))
+                    (Path(tmp) / "curl.bin").unlink()
     best_ours = max(results["ours_mib_s"])
     best_curl = max(results["curl_mib_s"]) if results["curl_mib_s"] else None
     summary = {

@@ -23,6 +23,7 @@ from mst_llm import (
     InsufficientSpaceError,
     MSTError,
 )
+from mst_llm.llm import download
 from mst_llm.llm.download import Downloader, ProgressThrottle, part_path, read_sidecar, sidecar_path
 from tests.http_server import Fault, FileServer, serve
 
@@ -73,6 +74,20 @@ def test_server_ignoring_range_restarts_from_zero(server: FileServer, tmp_path: 
     final = tmp_path / "m.gguf"
     result = run(fast().download, server.url("m.gguf"), final, size=len(DATA), sha256=SHA)
     assert final.read_bytes() == DATA and result.transferred == len(DATA) + (1 << 20)
+
+
+def test_early_writeback_keeps_resume_and_restart_byte_exact(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writeback started every few KiB (and pages dropped) must not change the bytes, the offsets or the hash."""
+    monkeypatch.setattr(download, "WRITEBACK_EVERY", 4096)
+    server.fault("m.gguf", Fault(drop_after=(1 << 20) + 123))
+    server.fault("m.gguf", Fault(drop_after=1 << 20, ignore_range=True))
+    final = tmp_path / "m.gguf"
+    result = run(fast().download, server.url("m.gguf"), final, size=len(DATA), sha256=SHA)
+    assert final.read_bytes() == DATA and result.sha256 == SHA and result.size == len(DATA)
+    assert server.log[1].range == f"bytes={(1 << 20) + 123}-" and server.log[1].status == 200
+    assert server.log[2].range == f"bytes={1 << 20}-" and server.log[2].status == 206
 
 
 def test_stall_is_detected_and_resumed(server: FileServer, tmp_path: Path) -> None:
