@@ -149,11 +149,13 @@ class LlamaRunner:
         supported = bool(ll.llama_supports_gpu_offload())
         requested = config.get("n_gpu_layers")
         gpu_layers = (-1 if supported else 0) if requested is None else int(requested)
-        last = [-1.0]
+        last = [-1.0, 0.0]  # last value reported, when
 
         def on_progress(value: float, _data: Any) -> bool:
-            if value >= 1.0 or value - last[0] >= 0.01:
-                last[0] = value
+            # at most one message per 1 % and per 20 ms: the load owns the CPU, the host need not be woken often
+            now = time.monotonic()
+            if value >= 1.0 or (value - last[0] >= 0.01 and now - last[1] >= 0.02):
+                last[0], last[1] = value, now
                 progress(min(1.0, max(0.0, float(value))))
             return self.cancelled_id != request_id
 
