@@ -13,7 +13,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from mst_llm.core.node import Tree, check_alive, describe, path_parts_of, root_of
+from mst_llm.core.node import Tree, check_alive, describe, path_of, root_of
+from mst_llm.core.patch import escape_json_path
 from mst_llm.errors import ProtectionError
 
 _local = threading.local()
@@ -103,8 +104,8 @@ def write_tx(node: Any) -> Transaction | None:
             if not last._tree.protected:
                 return tx
             raise ProtectionError(
-                f"cannot change {describe(node)} at {_path(node)!r}: the running action "
-                f"{_path(context)!r} may only change its own node and its descendants"
+                f"cannot change {describe(node)} at {path_of(node)!r}: the running action "
+                f"{path_of(context)!r} may only change its own node and its descendants"
             )
         root = last
     else:
@@ -113,15 +114,9 @@ def write_tx(node: Any) -> Transaction | None:
     if tree is None or not tree.protected:
         return None
     raise ProtectionError(
-        f"cannot change {describe(node)} at {_path(node)!r} outside an action "
+        f"cannot change {describe(node)} at {path_of(node)!r} outside an action "
         "(wrap the change in an @action, or unprotect() the tree)"
     )
-
-
-def _path(node: Any) -> str:
-    from mst_llm.core.patch import json_patch_path
-
-    return json_patch_path(path_parts_of(node))
 
 
 def run_bare(node: Any, fn: Callable[..., Any], *args: Any) -> Any:
@@ -462,7 +457,7 @@ def _relative_path(keys: list[Any], depth: int) -> str:
         if type(key) is int:
             parts.append(str(key))
         elif "~" in key or "/" in key:
-            parts.append(key.replace("~", "~0").replace("/", "~1"))
+            parts.append(escape_json_path(key))
         else:
             parts.append(key)
     return "/" + "/".join(parts)

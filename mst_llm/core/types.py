@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, TypeAlias, TypeVar, Union
 
 from mst_llm.core.frozen import FrozenDict, FrozenList, freeze
 from mst_llm.core.node import is_node
+from mst_llm.core.patch import escape_json_path
 from mst_llm.errors import ValidationError
 
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
@@ -677,7 +678,7 @@ class DictType(Type):
             if not isinstance(key, str):
                 errors.append((path, f"dict keys must be str, got {_kind(key)} {_show(key)}"))
                 continue
-            child_path = f"{path}/{key.replace('~', '~0').replace('/', '~1')}"
+            child_path = f"{path}/{escape_json_path(key)}"
             self.value.validate(element, child_path, errors)
             if id_field is not None:
                 ident = element.get(id_field) if isinstance(element, Mapping) else getattr(element, id_field, None)

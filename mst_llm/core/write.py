@@ -8,6 +8,7 @@ from typing import Any
 
 from mst_llm.core import lifecycle, reactivity
 from mst_llm.core.node import is_node, path_of, tree_of
+from mst_llm.core.patch import escape_json_path
 from mst_llm.core.transaction import Transaction, invalidate_up, record_patch, rollback_to, touch
 from mst_llm.core.types import Type
 from mst_llm.errors import ValidationError
@@ -22,8 +23,7 @@ def validate_at(typ: Type, value: Any, holder: Any, key: Any) -> None:
 
 
 def child_path(holder: Any, key: Any) -> str:
-    segment = str(key).replace("~", "~0").replace("/", "~1")
-    return f"{path_of(holder)}/{segment}"
+    return f"{path_of(holder)}/{escape_json_path(str(key))}"
 
 
 def write(

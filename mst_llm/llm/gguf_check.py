@@ -48,6 +48,7 @@ class GGUFInfo:
     tokenizer: str | None
     file_type: int | None
     quantization: str | None
+    parameter_count: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -231,6 +232,9 @@ def _check_semantics(name: str, size: int, reader: _BoundedReader) -> GGUFInfo:
                 f"but the vocabulary has {len(tokens)} tokens",
             )
     file_type = reader.scalar("general.file_type")
+    parameter_count = reader.scalar("general.parameter_count")
+    if not isinstance(parameter_count, int):
+        parameter_count = sum(int(tensor.n_elements) for tensor in reader.tensors) or None
     return GGUFInfo(
         path=name,
         size=size,
@@ -245,6 +249,7 @@ def _check_semantics(name: str, size: int, reader: _BoundedReader) -> GGUFInfo:
         tokenizer=reader.scalar("tokenizer.ggml.model"),
         file_type=file_type,
         quantization=_quantization(file_type),
+        parameter_count=parameter_count,
         metadata=_scalars(reader),
     )
 

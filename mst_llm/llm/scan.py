@@ -1,17 +1,18 @@
-"""Checking model files on disk: GGUF header, size, sha256 (cached by size+mtime) and GGUF metadata.
+"""Checking model files on disk: GGUF structure and metadata, size, sha256 (cached by size+mtime).
 
 Everything here is blocking file I/O; the store runs it in a worker thread.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-GGUF_MAGIC = b"GGUF"
+from mst_llm.errors import GGUFValidationError
+from mst_llm.llm.gguf_check import check_gguf
+
 _BLOCK = 4 << 20
 
 
@@ -35,35 +36,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def gguf_metadata(path: Path) -> dict[str, Any]:
-    """Architecture, context length, quantization and parameter count from a GGUF header (absent keys omitted)."""
-    from gguf import GGUFReader, LlamaFileType  # imported lazily: numpy is slow to import
-
-    reader = GGUFReader(path)
-
-    def value(name: str) -> Any:
-        found = reader.get_field(name)
-        return found.contents() if found is not None and found.types else None
-
-    result: dict[str, Any] = {}
-    architecture = value("general.architecture")
-    if isinstance(architecture, str):
-        result["architecture"] = architecture
-        context = value(f"{architecture}.context_length")
-        if isinstance(context, int):
-            result["context_length"] = context
-    file_type = value("general.file_type")
-    if isinstance(file_type, int):
-        with contextlib.suppress(ValueError):
-            result["quantization"] = LlamaFileType(file_type).name.removeprefix("MOSTLY_")
-    count = value("general.parameter_count")
-    if not isinstance(count, int) and reader.tensors:
-        count = sum(int(tensor.n_elements) for tensor in reader.tensors)
-    if isinstance(count, int) and count > 0:
-        result["parameter_count"] = count
-    return result
-
-
 def check_file(
     path: Path,
     *,
@@ -72,23 +44,27 @@ def check_file(
     sha256: str | None,
     cached: tuple[int, int, str] | None,
 ) -> FileCheck:
-    """Check header, size and (when known) sha256; ``cached`` (size, mtime_ns, sha256) skips re-hashing."""
+    """Check size, the GGUF structure (the same validation LlamaModel runs before llama.cpp sees a file) and,
+    when known, sha256; ``cached`` (size, mtime_ns, sha256) skips re-hashing."""
     stat = path.stat()
     actual, mtime = stat.st_size, stat.st_mtime_ns
-    with open(path, "rb") as handle:
-        if handle.read(4) != GGUF_MAGIC:
-            return FileCheck(actual, mtime, None, "not a GGUF file (bad magic)")
     if size is not None and actual != size:
         return FileCheck(actual, mtime, None, f"size is {actual} bytes, expected {size}")
     if min_size is not None and actual < min_size:
         return FileCheck(actual, mtime, None, f"size is {actual} bytes, expected at least {min_size}")
+    try:
+        info = check_gguf(path)
+    except GGUFValidationError as error:
+        return FileCheck(actual, mtime, None, error.reason)
     digest = cached[2] if cached is not None and cached[:2] == (actual, mtime) else None
     if sha256 is not None:
         digest = digest or sha256_file(path)
         if digest != sha256:
             return FileCheck(actual, mtime, digest, f"sha256 is {digest}, expected {sha256}")
-    try:
-        metadata = gguf_metadata(path)
-    except Exception as error:  # the gguf reader raises assorted errors on torn files
-        return FileCheck(actual, mtime, digest, f"unreadable GGUF header: {error}")
-    return FileCheck(actual, mtime, digest, None, metadata)
+    metadata = {
+        "architecture": info.architecture,
+        "context_length": info.context_length,
+        "quantization": info.quantization,
+        "parameter_count": info.parameter_count,
+    }
+    return FileCheck(actual, mtime, digest, None, {key: value for key, value in metadata.items() if value is not None})
