@@ -1,7 +1,4 @@
-"""The ``mst-llm`` command line. A click group, so that later commands (models, run, chat, ...) slot in.
-
-Errors are reported as one line on stderr with exit status 1; ``mst-llm --debug ...`` shows the traceback.
-"""
+"""``mst-llm replay``: read a session log written by :func:`mst_llm.record_session`."""
 
 from __future__ import annotations
 
@@ -22,29 +19,7 @@ from mst_llm.core.jsonpatch import resolve_pointer
 from mst_llm.core.session import LogEntry, SessionLog
 
 
-class _Group(click.Group):
-    """Turns unexpected exceptions into a one-line error unless --debug was given."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
-        except Exception as error:
-            if ctx.params.get("debug"):
-                raise
-            click.echo(f"error: {error}", err=True)
-            ctx.exit(1)
-
-
-@click.group(cls=_Group)
-@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
-@click.version_option(package_name="mst-llm")
-def main(debug: bool) -> None:
-    """mst_llm: a MobX-State-Tree port for Python, and a home for local LLMs in it."""
-
-
-@main.command()
+@click.command()
 @click.argument("log_path", metavar="LOG", type=click.Path(exists=True, dir_okay=False))
 @click.option("--at", "at", type=int, metavar="SEQ", help="Print the state after entry SEQ (0: initial).")
 @click.option("--tree", is_flag=True, help="With --at: show the state as a tree instead of JSON.")

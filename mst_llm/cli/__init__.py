@@ -1,0 +1,14 @@
+"""The ``mst-llm`` command line: one click group, one module per family of commands.
+
+Errors are reported as one line on stderr with a non-zero exit status; ``--debug`` (before or after the command
+name) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+from mst_llm.cli.common import main
+from mst_llm.cli.replay import replay
+
+main.add_command(replay)
+
+__all__ = ["main"]
