@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+SITE   := .site
 
-.PHONY: demo test check lint typecheck bench clean
+.PHONY: demo test check lint typecheck docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m mst_llm.demo
+	$(BIN)/mst-llm demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check mst_llm tests benchmarks
@@ -22,11 +23,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# the docs site (mkdocs-material + mkdocstrings); --strict turns every warning into an error
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir $(SITE)
+
+test: lint typecheck docs
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
 	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(SITE) .pytest_cache .mypy_cache .ruff_cache .hypothesis

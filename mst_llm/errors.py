@@ -1,4 +1,4 @@
-"""The exception hierarchy: every error the library raises on purpose derives from :class:`MSTError`."""
+"""The exception hierarchy: every error the library raises on purpose derives from ``MSTError``."""
 
 from __future__ import annotations
 

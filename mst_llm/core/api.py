@@ -62,6 +62,7 @@ def _node(value: Any) -> Any:
 
 
 def is_state_tree_node(value: Any) -> bool:
+    """Whether ``value`` is a tree node (a model, list or dict node), alive or dead."""
     return is_node(value)
 
 
@@ -76,6 +77,7 @@ def get_parent(node: Any, depth: int = 1) -> Any:
 
 
 def has_parent(node: Any, depth: int = 1) -> bool:
+    """Whether ``node`` has an ancestor ``depth`` levels up."""
     current = _node(node)
     for _ in range(depth):
         current = current._parent
@@ -85,6 +87,7 @@ def has_parent(node: Any, depth: int = 1) -> bool:
 
 
 def get_parent_of_type(node: Any, cls: type[T]) -> T:
+    """The nearest ancestor that is an instance of ``cls`` (MSTError if there is none)."""
     current = _node(node)._parent
     while current is not None:
         if isinstance(current, cls):
@@ -94,18 +97,22 @@ def get_parent_of_type(node: Any, cls: type[T]) -> T:
 
 
 def get_root(node: Any) -> Any:
+    """The root node of ``node``'s tree."""
     return root_of(_node(node))
 
 
 def is_root(node: Any) -> bool:
+    """Whether ``node`` has no parent."""
     return _node(node)._parent is None
 
 
 def get_path(node: Any) -> str:
+    """``node``'s JSON pointer from the root (RFC 6901; ``""`` for the root)."""
     return path_of(_node(node))
 
 
 def get_path_parts(node: Any) -> list[str]:
+    """``node``'s path from the root as unescaped parts (``[]`` for the root)."""
     return [str(part) for part in path_parts_of(_node(node))]
 
 
@@ -139,6 +146,7 @@ def resolve_path(node: Any, path: str) -> Any:
 
 
 def try_resolve(node: Any, path: str) -> Any:
+    """Like ``resolve_path``, but None instead of an error when the path leads nowhere."""
     try:
         return resolve_path(node, path)
     except (PathNotFoundError, MSTError):
@@ -146,6 +154,7 @@ def try_resolve(node: Any, path: str) -> Any:
 
 
 def get_identifier(node: Any) -> str | None:
+    """The node's identifier as a string (``"3"`` for ``IdentifierNumber`` 3), or None."""
     return _node(node)._mst_identifier()  # type: ignore[no-any-return]
 
 
@@ -160,6 +169,7 @@ def resolve_identifier(cls: type[T], node: Any, identifier: str | int) -> T | No
 
 
 def get_env(node: Any) -> Any:
+    """The environment passed to ``create`` for ``node``'s tree (None when there is none)."""
     return tree_of(_node(node)).env
 
 
@@ -179,10 +189,12 @@ def walk(node: Any, fn: Callable[[Any], Any]) -> None:
 
 
 def protect(node: Any) -> None:
+    """Protect ``node``'s tree again: changes only through actions."""
     tree_of(_node(node)).protected = True
 
 
 def unprotect(node: Any) -> None:
+    """Allow changes outside actions on the whole tree (each one its own transaction); takes the root."""
     root = root_of(_node(node))
     if root is not node:
         raise MSTError("unprotect() works on the root of a tree")
@@ -190,6 +202,7 @@ def unprotect(node: Any) -> None:
 
 
 def is_protected(node: Any) -> bool:
+    """Whether ``node``'s tree accepts changes only through actions."""
     return bool(tree_of(_node(node)).protected)
 
 
@@ -320,4 +333,5 @@ class ActionRecorder:
 
 
 def record_actions(node: Any) -> ActionRecorder:
+    """Record the outermost action calls on ``node``'s subtree: ``.actions``, ``.stop()``, ``.replay(target)``."""
     return ActionRecorder(node)

@@ -55,6 +55,8 @@ class PatchRecorder:
 
 
 def record_patches(node: Any) -> PatchRecorder:
+    """Record the patches below ``node``: ``.patches``, ``.inverse_patches``, ``.stop()``, ``.resume()``,
+    ``.replay(target)``, ``.undo(target)``."""
     return PatchRecorder(node)
 
 

@@ -107,6 +107,7 @@ def add_listener(node: Any, kind: str, listener: Callable[..., Any]) -> Callable
 
 
 def is_alive(node: Any) -> bool:
+    """False once the node was destroyed or removed from its tree."""
     return not getattr(type(node), "_mst_dead", False)
 
 

@@ -10,10 +10,12 @@ from mst_llm.errors import PatchError, ValidationError
 
 
 def escape_json_path(segment: str) -> str:
+    """Escape one JSON pointer segment (RFC 6901): ``~`` becomes ``~0``, ``/`` becomes ``~1``."""
     return segment.replace("~", "~0").replace("/", "~1")
 
 
 def unescape_json_path(segment: str) -> str:
+    """Undo ``escape_json_path``."""
     return segment.replace("~1", "/").replace("~0", "~")
 
 

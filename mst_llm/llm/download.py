@@ -235,7 +235,7 @@ class Downloader:
     ) -> DownloadResult:
         """Download ``url`` to ``final`` (verified, atomic); resumes any partial left by an earlier attempt.
 
-        Raises a :class:`DownloadError` subclass; ``error.resumable`` tells whether the partial was kept.
+        Raises a ``DownloadError`` subclass; ``error.resumable`` tells whether the partial was kept.
         """
         if final.exists():
             raise DownloadError(f"{final} already exists; delete it first")

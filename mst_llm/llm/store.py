@@ -401,7 +401,7 @@ def create_llm_store(
     downloader: Downloader | None = None,
     save_interval: float = 0.5,
 ) -> LLMStore:
-    """A store over ``models_dir`` (default: :func:`default_models_dir`) and ``catalog`` (default: built-in)."""
+    """A store over ``models_dir`` (default: ``default_models_dir()``) and ``catalog`` (default: built-in)."""
     directory = Path(models_dir) if models_dir is not None else default_models_dir()
     entries = list(DEFAULT_CATALOG) if catalog is None else load_catalog(catalog)
     context = StoreContext(directory, downloader or Downloader(), Saver(directory / STATE_FILE, save_interval))
