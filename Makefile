@@ -17,8 +17,8 @@ demo: $(STAMP)
 	$(BIN)/mst-llm demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check mst_llm tests benchmarks
-	$(BIN)/ruff format --check mst_llm tests benchmarks
+	$(BIN)/ruff check mst_llm tests benchmarks examples
+	$(BIN)/ruff format --check mst_llm tests benchmarks examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

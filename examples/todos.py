@@ -1,6 +1,6 @@
-"""The main job until the LLM demo lands: a small store shows actions, views, patches, snapshots and undo.
+"""The state-tree core on its own: a small store shows actions, views, patches, snapshots and undo.
 
-Run it with ``make demo`` (or ``python -m mst_llm.demo``).
+Run it with ``python examples/todos.py``; the main job (``make demo``) is ``mst-llm demo``.
 """
 
 from __future__ import annotations

@@ -7,8 +7,10 @@ name) shows the traceback instead.
 from __future__ import annotations
 
 from mst_llm.cli.common import main
+from mst_llm.cli.demo import demo
 from mst_llm.cli.replay import replay
 
+main.add_command(demo)
 main.add_command(replay)
 
 __all__ = ["main"]

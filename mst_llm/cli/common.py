@@ -92,6 +92,7 @@ def run_async(body: Callable[[], Awaitable[_T]]) -> _T:
     async def main() -> _T:
         interrupted: list[int] = []
         result: list[_T] = []
+        failed: list[Exception] = []  # raised after the task group, so it is not wrapped in an ExceptionGroup
         async with anyio.create_task_group() as group:
 
             async def watch() -> None:
@@ -102,10 +103,15 @@ def run_async(body: Callable[[], Awaitable[_T]]) -> _T:
                         return
 
             group.start_soon(watch)
-            result.append(await body())
+            try:
+                result.append(await body())
+            except Exception as error:
+                failed.append(error)
             group.cancel_scope.cancel()
         if interrupted:
             raise Interrupted(signal.Signals(interrupted[0]).name)
+        if failed:
+            raise failed[0]
         return result[0]
 
     return anyio.run(main)
