@@ -143,7 +143,7 @@ async def _install(session: DemoSession, key: str, screen: _Screen) -> None:
         screen.say(f"[green]✓[/] {escape(info.display_name)} is installed: {escape(str(info.path))}")
         return
     total = float(info.size or 0)
-    screen.say(f"installing {escape(info.display_name)} from {escape(info.url or "?")}")
+    screen.say(f"installing {escape(info.display_name)} from {escape(info.url or '?')}")
     due = _tracker(25)
     started = time.monotonic()
     with screen.progress("install", total or 100, transfer=bool(total)) as progress:

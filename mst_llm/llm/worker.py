@@ -88,6 +88,17 @@ def _recent_log() -> str:
     return "; ".join(lines[-3:])
 
 
+def build_info() -> dict[str, Any]:
+    """What the installed llama.cpp build offers, without loading a model (imports llama-cpp-python here)."""
+    import llama_cpp
+
+    return {
+        "gpu_offload_supported": bool(llama_cpp.llama_supports_gpu_offload()),
+        "system_info": llama_cpp.llama_print_system_info().decode("utf-8", errors="replace").strip(),
+        "llama_cpp_python": str(llama_cpp.__version__),
+    }
+
+
 class _StopScanner:
     """Finds stop strings in the growing text and holds back a tail that may still become one."""
 

@@ -1,0 +1,438 @@
+"""``mst-llm models | pull | rm | select | status | inspect``: the model store from the command line.
+
+Each command opens the store over ``--models-dir`` (initializing scans the files), acts and closes it. ``pull``
+draws its progress bar from the ModelInfo's patches, like any other observer of the tree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio
+import click
+from rich.console import Console
+from rich.filesize import decimal
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    ProgressColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from mst_llm import get_snapshot, on_patch
+from mst_llm.cli.common import catalog_option, debug_option, models_dir_option, with_store
+from mst_llm.errors import ModelStoreError
+from mst_llm.llm.gguf_check import GGUFInfo, check_gguf
+from mst_llm.llm.model import ModelStatus
+from mst_llm.llm.model_info import ModelInfo
+from mst_llm.llm.store import LLMStore
+from mst_llm.llm.worker import build_info
+
+_T = TypeVar("_T")
+_STATUS_WORDS = {"idle": "not installed", "initializing": "loading", "ready": "ready"}
+
+
+def _examples(*lines: str) -> str:
+    """An ``Examples:`` epilog that click prints line by line."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _json_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(function)
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _run(models_dir: Path | None, catalog: Path | None, body: Callable[[LLMStore], Awaitable[_T]]) -> _T:
+    """``with_store``, failing with the store's own message when the models dir is unusable."""
+
+    async def checked(store: LLMStore) -> _T:
+        if store.error is not None:
+            raise ModelStoreError(store.error)
+        return await body(store)
+
+    return with_store(models_dir, catalog, checked)
+
+
+def _model(store: LLMStore, key: str) -> ModelInfo:
+    """The model for ``key``, or an error that says where the keys are listed."""
+    try:
+        return store.get_model(key)
+    except ModelStoreError:
+        known = ", ".join(info.key for info in store.models) or "none"
+        raise ModelStoreError(f"unknown model {key!r} (known: {known}); `mst-llm models` lists them") from None
+
+
+def _bytes(count: int | None) -> str:
+    return "?" if count is None else decimal(count)
+
+
+def _size(info: ModelInfo) -> int | None:
+    """The catalog size, else the size of the file on disk (models found on disk only have no catalog size)."""
+    if info.size is None and info.path is not None and Path(info.path).is_file():
+        return Path(info.path).stat().st_size
+    return info.size
+
+
+def _status(info: ModelInfo) -> str:
+    """One phrase for a model's state; a resumable partial says how far it got."""
+    if info.status == "downloading":
+        return f"downloading {info.progress:.0f}%"
+    if info.status == "error":
+        return f"error: {info.error}"
+    if info.status == "idle" and info.resumable_bytes:
+        done = f"{100 * info.resumable_bytes / info.size:.0f}% " if info.size else ""
+        return f"partial {done}({_bytes(info.resumable_bytes)}), resumable with `mst-llm pull {info.key}`"
+    return _STATUS_WORDS[info.status]
+
+
+# --- models ---------------------------------------------------------------------------------------------------
+
+
+@click.command(
+    epilog=_examples(
+        "mst-llm models",
+        "mst-llm models --json",
+        "mst-llm models --models-dir ./models --catalog my-models.toml",
+    )
+)
+@_json_option
+@models_dir_option
+@catalog_option
+@debug_option
+def models(as_json: bool, models_dir: Path | None, catalog: Path | None) -> None:
+    """List the catalog's models and what is on disk: size, status, and which one is selected."""
+
+    async def body(store: LLMStore) -> None:
+        if as_json:
+            _echo_json(_store_dict(store))
+        else:
+            _print_models(Console(soft_wrap=True), store)
+
+    _run(models_dir, catalog, body)
+
+
+def _store_dict(store: LLMStore) -> dict[str, Any]:
+    listed = [
+        {name: value for name, value in info.items() if name != "hash_cache"} for info in get_snapshot(store)["models"]
+    ]
+    return {
+        "models_dir": str(store.context.models_dir),
+        "selected_model_key": store.selected_model_key,
+        "models": listed,
+    }
+
+
+def _print_models(console: Console, store: LLMStore) -> None:
+    console.print(Text(f"models dir: {store.context.models_dir}"))
+    table = Table("", "key", "name", "size", "status", caption="* selected", caption_justify="left")
+    for info in store.models:
+        selected = "*" if info.key == store.selected_model_key else ""
+        table.add_row(selected, Text(info.key), Text(info.display_name), _bytes(_size(info)), Text(_status(info)))
+    console.print(table)
+
+
+# --- pull -----------------------------------------------------------------------------------------------------
+
+
+@click.command(
+    epilog=_examples(
+        "mst-llm pull gemma-3-270m                       install the embedded model (no network)",
+        "mst-llm pull my-model --catalog my-models.toml  a model from your own catalog",
+        "(Ctrl-C keeps the partial download; the same command resumes it)",
+    )
+)
+@click.argument("key")
+@models_dir_option
+@catalog_option
+@debug_option
+def pull(key: str, models_dir: Path | None, catalog: Path | None) -> None:
+    """Download (or install) a model and verify it; an interrupted download resumes where it stopped."""
+    console = Console(soft_wrap=True)
+
+    async def body(store: LLMStore) -> None:
+        info = _model(store, key)
+        if info.status == "ready":
+            console.print(Text(f"{key} is already installed: {info.path}"))
+            return
+        await _download(console, store, info)
+
+    _run(models_dir, catalog, body)
+
+
+async def _download(console: Console, store: LLMStore, info: ModelInfo) -> None:
+    """Run the store's download flow under a progress view; on Ctrl-C / SIGTERM say what was kept."""
+    resume = f", resuming at {_bytes(info.resumable_bytes)}" if info.resumable_bytes else ""
+    console.print(Text(f"pulling {info.key} from {info.url} into {store.model_path(info)}{resume}"))
+    try:
+        with _DownloadView(console, info):
+            await store.start_model_download(info.key)
+    except anyio.get_cancelled_exc_class():
+        _report_stopped(info)
+        raise
+    if info.status != "ready":
+        raise ModelStoreError(f"{info.key}: {info.error}")
+    console.print(Text(f"{info.key} installed: {info.path} ({_bytes(_size(info))})"))
+
+
+def _report_stopped(info: ModelInfo) -> None:
+    if info.resumable_bytes:
+        kept = f"{_bytes(info.resumable_bytes)} kept; run `mst-llm pull {info.key}` again to resume"
+    else:
+        kept = f"nothing kept; run `mst-llm pull {info.key}` again to start over"
+    click.echo(f"download of {info.key} stopped: {kept}", err=True)
+
+
+def _columns(sized: bool) -> tuple[ProgressColumn, ...]:
+    """Bytes, speed and ETA when the size is known; otherwise percent and elapsed time."""
+    if sized:
+        return (DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    return (TaskProgressColumn(), TimeElapsedColumn())
+
+
+class _DownloadView:
+    """A download's progress drawn from its ModelInfo's ``/progress`` patches: a live bar on a terminal, a plain
+    line per 10 % elsewhere (logs, pipes, tests)."""
+
+    def __init__(self, console: Console, info: ModelInfo) -> None:
+        self._console = console
+        self._info = info
+        self._scale = (info.size or 100) / 100  # a percent in task units: bytes when the size is known
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), *_columns(info.size is not None), console=console
+        )
+        start = info.resumable_bytes if info.size else 0
+        self._task = self._progress.add_task(info.key, total=self._scale * 100, completed=start)
+        self._live = console.is_terminal
+        self._decile = int(start / self._scale) // 10
+        self._dispose: Callable[[], None] | None = None
+
+    def __enter__(self) -> _DownloadView:
+        if self._live:
+            self._progress.start()
+        self._dispose = on_patch(self._info, self._on_patch)
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if self._dispose is not None:
+            self._dispose()
+        if self._live:
+            self._progress.stop()
+
+    def _on_patch(self, patch: dict[str, Any], _inverse: dict[str, Any]) -> None:
+        if patch["path"] != "/progress":
+            return
+        percent = float(patch["value"])
+        task = self._progress.tasks[0]
+        if percent * self._scale <= task.completed:
+            return  # the reset to 0 when a download starts, before a resume reports its offset
+        self._progress.update(self._task, completed=percent * self._scale)
+        if not self._live and int(percent) // 10 > self._decile:
+            self._decile = int(percent) // 10
+            self._console.print(Text(self._line(percent)))
+
+    def _line(self, percent: float) -> str:
+        task = self._progress.tasks[0]
+        line = f"{self._info.key}: {int(percent)}%"
+        if self._info.size is not None:
+            line += f" ({_bytes(int(task.completed))} of {_bytes(self._info.size)}"
+            if task.speed:
+                line += f", {_bytes(int(task.speed))}/s, {task.time_remaining or 0:.0f} s left"
+            line += ")"
+        return line
+
+
+# --- rm and select --------------------------------------------------------------------------------------------
+
+
+@click.command(epilog=_examples("mst-llm rm gemma-3-270m", "mst-llm rm my-model --models-dir ./models"))
+@click.argument("key")
+@models_dir_option
+@catalog_option
+@debug_option
+def rm(key: str, models_dir: Path | None, catalog: Path | None) -> None:
+    """Delete a model's file or partial download; its catalog entry stays, so `pull` can fetch it again."""
+
+    async def body(store: LLMStore) -> None:
+        info = _model(store, key)
+        if info.status == "idle" and not info.resumable_bytes:
+            raise ModelStoreError(f"{key} is not installed; there is nothing to delete")
+        path = store.model_path(info)
+        await store.delete_model(key)
+        click.echo(f"removed {key} ({path})")
+
+    _run(models_dir, catalog, body)
+
+
+@click.command(epilog=_examples("mst-llm select gemma-3-270m", "mst-llm select --none"))
+@click.argument("key", required=False)
+@click.option("--none", "clear", is_flag=True, help="Clear the selection instead.")
+@models_dir_option
+@catalog_option
+@debug_option
+def select(key: str | None, clear: bool, models_dir: Path | None, catalog: Path | None) -> None:
+    """Choose the installed model that `run`, `chat` and `status` use."""
+    if (key is None) != clear:
+        raise click.UsageError("give a KEY or --none (not both)")
+
+    async def body(store: LLMStore) -> None:
+        if key is None:
+            store.select_model(None)
+            click.echo("selection cleared")
+            if store.has_ready_model:
+                click.echo("note: the store selects a ready model again when it next starts")
+            return
+        info = _model(store, key)
+        if info.status != "ready":
+            raise ModelStoreError(f"{key} is not usable ({_status(info)}); run `mst-llm pull {key}` first")
+        store.select_model(key)
+        click.echo(f"selected {key} ({info.path})")
+
+    _run(models_dir, catalog, body)
+
+
+# --- status ---------------------------------------------------------------------------------------------------
+
+
+@click.command(epilog=_examples("mst-llm status", "mst-llm status --no-load", "mst-llm status --json"))
+@click.option("--no-load", is_flag=True, help="Do not load the selected model (faster; no GPU figures).")
+@_json_option
+@models_dir_option
+@catalog_option
+@debug_option
+def status(no_load: bool, as_json: bool, models_dir: Path | None, catalog: Path | None) -> None:
+    """The models dir, the selected model and its state, GPU use (or why not) and the llama.cpp build."""
+
+    async def body(store: LLMStore) -> dict[str, Any]:
+        return await _status_dict(store, load=not no_load)
+
+    data = _run(models_dir, catalog, body)
+    if as_json:
+        _echo_json(data)
+    else:
+        _print_status(Console(soft_wrap=True), data)
+
+
+async def _status_dict(store: LLMStore, *, load: bool) -> dict[str, Any]:
+    """Load the selected model when asked (released again when the store closes) and ask it for its status."""
+    info = store.selected_model
+    loaded: ModelStatus | None = None
+    if load and info is not None and info.status == "ready":
+        loaded = (await store.load_model(info.key)).get_status()
+    return {
+        "models_dir": str(store.context.models_dir),
+        "selected_model_key": None if info is None else info.key,
+        "selected_model_status": None if info is None else _status(info),
+        "path": None if info is None else info.path,
+        "model": None if loaded is None else dataclasses.asdict(loaded),
+        "llama_cpp": await _build(loaded),
+    }
+
+
+async def _build(loaded: ModelStatus | None) -> dict[str, Any]:
+    """What llama.cpp offers here: from the loaded model's backend, else asked without loading a model."""
+    backend = loaded.backend if loaded is not None else {}
+    if "system_info" not in backend:  # nothing loaded, or the load failed
+        return await anyio.to_thread.run_sync(build_info)
+    return {
+        "gpu_offload_supported": backend["gpu_offload_supported"],
+        "system_info": backend["system_info"],
+        "llama_cpp_python": backend.get("extra", {}).get("llama_cpp_python"),
+    }
+
+
+def _print_status(console: Console, data: dict[str, Any]) -> None:
+    rows: list[tuple[str, str]] = [("models dir", data["models_dir"])]
+    if data["selected_model_key"] is None:
+        rows.append(("selected", "none (`mst-llm select KEY`)"))
+    else:
+        rows += [("selected", f"{data['selected_model_key']} ({data['selected_model_status']})")]
+        rows += [("file", str(data["path"]))]
+    model = data["model"]
+    if model is not None:
+        rows.append(("model state", model["state"] + (f": {model['error']}" if model["error"] else "")))
+        gpu = (
+            f"yes, {model['offloaded_layers']} layers offloaded"
+            if model["gpu_enabled"]
+            else f"no: {model['gpu_reason']}"
+        )
+        rows.append(("GPU", gpu))
+        rows.append(("config", ", ".join(f"{name}={value}" for name, value in model["config"].items())))
+    elif data["selected_model_key"] is not None:
+        rows.append(("model state", "not loaded"))
+    build = data["llama_cpp"]
+    rows.append(
+        ("GPU offload", "supported by this llama.cpp build" if build["gpu_offload_supported"] else "CPU-only build")
+    )
+    rows.append(("llama-cpp-python", str(build["llama_cpp_python"])))
+    rows.append(("system", build["system_info"]))
+    _print_grid(console, rows)
+
+
+def _print_grid(console: Console, rows: list[tuple[str, str]]) -> None:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    for label, value in rows:
+        grid.add_row(label, Text(value))
+    console.print(grid)
+
+
+# --- inspect --------------------------------------------------------------------------------------------------
+
+
+@click.command(
+    "inspect", epilog=_examples("mst-llm inspect model.gguf", "mst-llm inspect model.gguf --json | jq .metadata")
+)
+@click.argument("file", type=click.Path(path_type=Path))
+@_json_option
+@debug_option
+def inspect_file(file: Path, as_json: bool) -> None:
+    """Validate a GGUF file as the store does before llama.cpp sees it, and show its metadata."""
+    info = check_gguf(file)
+    if as_json:
+        _echo_json(info.to_dict())
+    else:
+        _print_gguf(Console(soft_wrap=True), info)
+
+
+def _print_gguf(console: Console, info: GGUFInfo) -> None:
+    def number(value: int | None) -> str:
+        return "?" if value is None else f"{value:,}"
+
+    file_type = "?" if info.file_type is None else f"{info.quantization or 'unknown'} (file type {info.file_type})"
+    _print_grid(
+        console,
+        [
+            ("file", info.path),
+            ("size", f"{decimal(info.size)} (GGUF version {info.version})"),
+            ("architecture", info.architecture),
+            ("name", info.name or "?"),
+            ("parameters", number(info.parameter_count)),
+            ("quantization", file_type),
+            ("context length", number(info.context_length)),
+            ("embedding length", number(info.embedding_length)),
+            ("layers", number(info.block_count)),
+            ("vocabulary", f"{info.vocab_size:,} tokens ({info.tokenizer or '?'} tokenizer)"),
+            ("tensors", number(info.tensor_count)),
+            ("chat template", "yes" if "tokenizer.chat_template" in info.metadata else "no"),
+            ("metadata keys", number(len(info.metadata))),
+        ],
+    )
+    console.print(Text("valid: it passes the checks run before llama.cpp sees a file", style="green"))
