@@ -49,8 +49,10 @@ def write_tiny_llama(
     duplicate_token: bool = False,
     skip_keys: Iterable[str] = (),
     embd_rows: int | None = None,
+    chat_template: str | None = None,
 ) -> Path:
-    """Write a tiny llama GGUF model; the keyword arguments introduce the defects llama.cpp chokes on."""
+    """Write a tiny llama GGUF model; the keyword arguments introduce the defects llama.cpp chokes on (or, for
+    ``chat_template``, the ``tokenizer.chat_template`` an instruction-tuned model carries)."""
     path = Path(path)
     skip = set(skip_keys)
     rng = np.random.default_rng(seed)
@@ -81,6 +83,8 @@ def write_tiny_llama(
     for key, add in keys.items():
         if key not in skip:
             add()
+    if chat_template is not None:
+        writer.add_chat_template(chat_template)
 
     def weight(*shape: int) -> np.ndarray:
         return (rng.standard_normal(shape) * 0.2).astype(np.float32)

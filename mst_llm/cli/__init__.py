@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from mst_llm.cli.common import main
 from mst_llm.cli.demo import demo
+from mst_llm.cli.generate import chat, run
 from mst_llm.cli.replay import replay
 from mst_llm.cli.store import inspect_file, models, pull, rm, select, status
 
@@ -19,5 +20,7 @@ main.add_command(rm)
 main.add_command(select)
 main.add_command(status)
 main.add_command(inspect_file)
+main.add_command(run)
+main.add_command(chat)
 
 __all__ = ["main"]

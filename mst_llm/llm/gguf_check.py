@@ -49,6 +49,8 @@ class GGUFInfo:
     file_type: int | None
     quantization: str | None
     parameter_count: int | None = None
+    bos_token: str | None = None  # the texts of the special tokens chat templates write
+    eos_token: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -250,6 +252,8 @@ def _check_semantics(name: str, size: int, reader: _BoundedReader) -> GGUFInfo:
         file_type=file_type,
         quantization=_quantization(file_type),
         parameter_count=parameter_count,
+        bos_token=_token_text(tokens, reader.scalar("tokenizer.ggml.bos_token_id")),
+        eos_token=_token_text(tokens, reader.scalar("tokenizer.ggml.eos_token_id")),
         metadata=_scalars(reader),
     )
 
@@ -274,6 +278,13 @@ def _check_vocabulary(name: str, tokens: list[bytes], tokenizer: Any) -> None:
             f"the SPM vocabulary lacks {len(lacking)} of the 256 byte tokens (first: {lacking[0]}); "
             "llama.cpp aborts on non-ASCII input without them",
         )
+
+
+def _token_text(tokens: list[bytes], token_id: Any) -> str | None:
+    """The text of the token ``token_id`` names, or None when the id is absent or out of range."""
+    if isinstance(token_id, int) and 0 <= token_id < len(tokens):
+        return tokens[token_id].decode("utf-8", errors="replace")
+    return None
 
 
 def _quantization(file_type: Any) -> str | None:

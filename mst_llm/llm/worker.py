@@ -222,9 +222,10 @@ class LlamaRunner:
             raise InferenceError("no model is loaded")
         start = time.perf_counter()
         prompt = llm.tokenize(request.prompt.encode("utf-8"), add_bos=True, special=True)
-        if len(prompt) >= llm.n_ctx():
-            raise InferenceError(f"the prompt has {len(prompt)} tokens; the context holds {llm.n_ctx()}")
-        max_tokens = min(request.max_tokens, llm.n_ctx() - len(prompt))
+        n_ctx = min(llm.n_ctx(), len(llm.input_ids))  # llama.cpp pads its context, llama-cpp-python's buffer not
+        if len(prompt) >= n_ctx:
+            raise InferenceError(f"the prompt has {len(prompt)} tokens; the context holds {n_ctx}")
+        max_tokens = min(request.max_tokens, n_ctx - len(prompt))
         llm.set_seed(request.seed if request.seed is not None else random.getrandbits(31))
         self._set_abort(lambda: self.cancelled_id == request_id)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
