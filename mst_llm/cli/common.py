@@ -11,7 +11,9 @@ from typing import Any, TypeVar
 import anyio
 import click
 
+from mst_llm.errors import ModelStoreError
 from mst_llm.llm.store import MODELS_DIR_ENV, LLMStore, create_llm_store
+from mst_llm.llm.worker import spare_workers
 
 _T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -52,6 +54,11 @@ def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> bool
     return value
 
 
+def examples(*lines: str) -> str:
+    """An ``Examples:`` epilog that click prints line by line."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 def debug_option(function: _F) -> _F:
     """``--debug``: tracebacks instead of one-line errors (accepted by the group and by every command)."""
     return click.option(
@@ -83,6 +90,10 @@ def main() -> None:
       mst-llm run "Why is the sky blue?"
       mst-llm replay session.jsonl      step through a recorded session
     """
+    # A command loads at most one model: a spare worker kept ready for a next load would only compete with the
+    # generation for the CPU. (Restored afterwards, for programs that call the group in-process, like tests.)
+    previous, spare_workers.enabled = spare_workers.enabled, False
+    click.get_current_context().call_on_close(lambda: setattr(spare_workers, "enabled", previous))
 
 
 def run_async(body: Callable[[], Awaitable[_T]]) -> _T:
@@ -127,12 +138,19 @@ def catalog_option(function: _F) -> _F:
     )(function)
 
 
+def check_usable(store: LLMStore) -> None:
+    """An initialized store whose models dir is unusable says why (its ``error``) instead of listing nothing."""
+    if store.error is not None:
+        raise ModelStoreError(store.error)
+
+
 def with_store(models_dir: Path | None, catalog: Path | None, body: Callable[[LLMStore], Awaitable[_T]]) -> _T:
-    """Open and initialize a store over ``models_dir``, run ``body(store)``, always close the store (downloads
-    keep resumable partials, loaded models are released), with signals handled by :func:`run_async`."""
+    """Open and initialize a store over ``models_dir``, check it is usable, run ``body(store)``, always close
+    the store (downloads keep resumable partials, loaded models are released), signals handled by `run_async`."""
 
     async def run() -> _T:
         async with create_llm_store(models_dir, catalog) as store:
+            check_usable(store)
             return await body(store)
 
     return run_async(run)

@@ -34,7 +34,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mst_llm import ModelNode, action, get_env, get_snapshot, model, on_patch, record_session
-from mst_llm.cli.common import catalog_option, debug_option, models_dir_option, run_async
+from mst_llm.cli.common import catalog_option, check_usable, debug_option, models_dir_option, run_async
 from mst_llm.llm import LlamaModel, LLMStore, create_llm_store
 from mst_llm.llm.catalog import DEFAULT_CATALOG
 
@@ -287,8 +287,7 @@ def demo(
         recorder = record_session(session, log_path, meta={"command": "mst-llm demo", "prompt": prompt})
         try:
             async with session.store:
-                if session.store.error:
-                    raise click.ClickException(session.store.error)
+                check_usable(session.store)
                 screen.say(f"models dir: {escape(str(models_dir))}")
                 await _install(session, key, screen)
                 llama = await _load(session, key, prompt, screen)

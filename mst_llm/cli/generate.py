@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import click
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from mst_llm.cli.common import Interrupted, catalog_option, debug_option, models_dir_option
+from mst_llm.cli.common import Interrupted, catalog_option, check_usable, debug_option, models_dir_option
 from mst_llm.errors import InferenceError, ModelStoreError
 from mst_llm.llm.backend import default_config
 from mst_llm.llm.chat import ChatFormat, ChatTemplateError, Message
@@ -201,8 +201,7 @@ def _session(settings: _Settings, key: str | None) -> Iterator[_Session]:
     """Open the store and load ``key`` (default: the selected model); always close the store afterwards."""
     store = create_llm_store(settings.models_dir, settings.catalog)
     with _sigterm_interrupts(), start_blocking_portal() as portal, portal.wrap_async_context_manager(store):
-        if store.error is not None:
-            raise ModelStoreError(store.error)
+        check_usable(store)
         info = _ready_model(store, key)
         llama = _interruptible(portal, _load, store, info, settings)
         yield _Session(portal, info, llama, settings)

