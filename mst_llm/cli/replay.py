@@ -15,11 +15,20 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from mst_llm.cli.common import debug_option, examples
 from mst_llm.core.jsonpatch import resolve_pointer
 from mst_llm.core.session import LogEntry, SessionLog
 
 
-@click.command()
+@click.command(
+    epilog=examples(
+        "mst-llm replay session.jsonl                 summary: entries, time span, actions by name",
+        "mst-llm replay session.jsonl --at 12 --tree  the state after entry 12",
+        "mst-llm replay session.jsonl --diff 3 9      the patches that turn state 3 into state 9",
+        "mst-llm replay session.jsonl --path /llama/state",
+        "mst-llm replay session.jsonl --follow        watch a running app's log",
+    )
+)
 @click.argument("log_path", metavar="LOG", type=click.Path(exists=True, dir_okay=False))
 @click.option("--at", "at", type=int, metavar="SEQ", help="Print the state after entry SEQ (0: initial).")
 @click.option("--tree", is_flag=True, help="With --at: show the state as a tree instead of JSON.")
@@ -27,6 +36,7 @@ from mst_llm.core.session import LogEntry, SessionLog
 @click.option("--path", "json_path", metavar="POINTER", help="List the entries that changed a JSON pointer.")
 @click.option("--follow", is_flag=True, help="Print entries as they are appended to a live log.")
 @click.option("--idle-exit", type=float, metavar="SECONDS", help="With --follow: stop after this long idle.")
+@debug_option
 def replay(
     log_path: str,
     at: int | None,

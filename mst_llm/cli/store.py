@@ -382,14 +382,29 @@ def _print_grid(console: Console, rows: list[tuple[str, str]]) -> None:
 
 
 @click.command(
-    "inspect", epilog=examples("mst-llm inspect model.gguf", "mst-llm inspect model.gguf --json | jq .metadata")
+    "inspect",
+    epilog=examples(
+        "mst-llm inspect model.gguf",
+        "mst-llm inspect gemma-3-270m            an installed model, by its key",
+        "mst-llm inspect model.gguf --json | jq .metadata",
+    ),
 )
-@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("target", metavar="FILE|KEY")
 @_json_option
+@models_dir_option
+@catalog_option
 @debug_option
-def inspect_file(file: Path, as_json: bool) -> None:
-    """Validate a GGUF file as the store does before llama.cpp sees it, and show its metadata."""
-    info = check_gguf(file)
+def inspect_file(target: str, as_json: bool, models_dir: Path | None, catalog: Path | None) -> None:
+    """Validate a GGUF file (or an installed model's, by key) as LlamaModel does before llama.cpp sees it, and
+    show its metadata."""
+    path = Path(target)
+    if not path.exists() and path.suffix != ".gguf" and len(path.parts) == 1:
+
+        async def installed(store: LLMStore) -> Path:
+            return store.model_path(_model(store, target))
+
+        path = with_store(models_dir, catalog, installed)
+    info = check_gguf(path)
     if as_json:
         _echo_json(info.to_dict())
     else:

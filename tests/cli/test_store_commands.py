@@ -74,10 +74,10 @@ def install(models_dir: Path, gguf_bytes: bytes) -> None:
 
 
 def test_help_of_every_command_has_examples() -> None:
-    for command in ("models", "pull", "rm", "select", "status", "inspect"):
+    for command in ("demo", "models", "pull", "rm", "select", "status", "inspect", "run", "chat", "replay"):
         result = invoke(command, "--help")
         assert result.exit_code == 0 and "Examples:" in result.stdout and "--debug" in result.stdout
-        assert ("--models-dir" in result.stdout) == (command != "inspect")
+        assert ("--models-dir" in result.stdout) == (command != "replay")  # a log file needs no models dir
 
 
 def test_models_table_and_json(models_dir: Path, catalog: Path, gguf_bytes: bytes) -> None:
@@ -169,6 +169,14 @@ def test_inspect_valid_file(tmp_path: Path) -> None:
     assert "llama" in result.stdout and "302 tokens" in result.stdout and "valid" in result.stdout
     data = json.loads(invoke("inspect", str(path), "--json").stdout)
     assert data["architecture"] == "llama" and data["context_length"] == 256 and data["tensor_count"] == 21
+
+
+def test_inspect_an_installed_model_by_key(models_dir: Path, catalog: Path, gguf_bytes: bytes) -> None:
+    install(models_dir, gguf_bytes)
+    result = invoke("inspect", "tiny", "--json", *store_args(models_dir, catalog))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["path"] == str(models_dir / "tiny.gguf")
+    assert_one_line_error(invoke("inspect", "nope", *store_args(models_dir, catalog)), "unknown model 'nope'")
 
 
 @pytest.mark.parametrize("kind", MALFORMED_KINDS)
