@@ -118,6 +118,9 @@ def main() -> None:
         "ours_mib_s": [round(value, 1) for value in results["ours_mib_s"]],
         "curl_mib_s": [round(value, 1) for value in results["curl_mib_s"]] if curl else "curl missing",
         "ratio_best": round(best_ours / best_curl, 3) if best_curl else None,
+        "ratio_per_round": [
+            round(mine / theirs, 3) for mine, theirs in zip(results["ours_mib_s"], results["curl_mib_s"], strict=False)
+        ],
         "progress_patches_per_s_max": round(max(results["patches_per_s"]), 2),
         "timer_late_max_ms": round(max(results["late_ms"]), 2),
     }
