@@ -37,6 +37,7 @@ from mst_llm.core.session import SessionLog, record_session
 from mst_llm.core.snapshot import apply_snapshot, get_snapshot, on_snapshot
 from mst_llm.errors import (
     CatalogError,
+    ChatTemplateError,
     ChecksumMismatchError,
     DeadNodeError,
     DownloadError,
@@ -62,6 +63,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ActionCall",
     "CatalogError",
+    "ChatTemplateError",
     "ChecksumMismatchError",
     "DeadNodeError",
     "DownloadError",

@@ -109,3 +109,7 @@ class InferenceError(MSTError):
 
 class WorkerDiedError(InferenceError):
     """The inference worker process ended unexpectedly (a llama.cpp abort, a signal, or an exit)."""
+
+
+class ChatTemplateError(InferenceError, ValueError):
+    """A model's chat template failed to render: a bug in the template, or a conversation it refuses."""

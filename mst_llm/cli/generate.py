@@ -25,9 +25,9 @@ import click
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from mst_llm.cli.common import Interrupted, catalog_option, check_usable, debug_option, models_dir_option
-from mst_llm.errors import InferenceError, ModelStoreError
+from mst_llm.errors import ChatTemplateError, InferenceError, ModelStoreError
 from mst_llm.llm.backend import default_config
-from mst_llm.llm.chat import ChatFormat, ChatTemplateError, Message
+from mst_llm.llm.chat import ChatFormat, Message
 from mst_llm.llm.model import GenerationResult, Isolation, LlamaModel, ProgressEvent
 from mst_llm.llm.model_info import ModelInfo
 from mst_llm.llm.store import LLMStore, create_llm_store

@@ -1,8 +1,9 @@
 """The LLM layer: a model store and llama-cpp-python models hosted in the state tree."""
 
-from mst_llm.errors import GGUFValidationError, InferenceError, WorkerDiedError
+from mst_llm.errors import ChatTemplateError, GGUFValidationError, InferenceError, WorkerDiedError
 from mst_llm.llm.backend import Backend, Chunk, Finished, GenerateRequest, LoadCancelled, LoadInfo, default_config
 from mst_llm.llm.catalog import DEFAULT_CATALOG, CatalogEntry, load_catalog
+from mst_llm.llm.chat import ChatFormat, Message
 from mst_llm.llm.download import Downloader, DownloadResult
 from mst_llm.llm.events import Event
 from mst_llm.llm.gguf_check import GGUFInfo, check_gguf
@@ -24,6 +25,8 @@ __all__ = [
     "TRANSITIONS",
     "Backend",
     "CatalogEntry",
+    "ChatFormat",
+    "ChatTemplateError",
     "Chunk",
     "DownloadResult",
     "Downloader",
@@ -39,6 +42,7 @@ __all__ = [
     "LoadCancelled",
     "LoadInfo",
     "LoadProgressEvent",
+    "Message",
     "ModelInfo",
     "ModelStatus",
     "ProgressEvent",

@@ -18,6 +18,8 @@ import jinja2
 import jinja2.ext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from mst_llm.errors import ChatTemplateError
+
 Role = Literal["system", "user", "assistant"]
 _TRANSCRIPT_STOP = "\nUser:"
 
@@ -25,10 +27,6 @@ _TRANSCRIPT_STOP = "\nUser:"
 class Message(TypedDict):
     role: Role
     content: str
-
-
-class ChatTemplateError(ValueError):
-    """The model's chat template failed to render (a bug in the template, or a conversation it refuses)."""
 
 
 @dataclass(frozen=True)

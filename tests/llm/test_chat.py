@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mst_llm.llm.chat import ChatFormat, ChatTemplateError, Message
+from mst_llm.errors import ChatTemplateError
+from mst_llm.llm.chat import ChatFormat, Message
 from mst_llm.llm.gguf_check import check_gguf
 from tests.gguf_factory import write_tiny_llama
 
