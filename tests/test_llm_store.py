@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +15,7 @@ from mst_llm.llm.download import Downloader, part_path
 from mst_llm.llm.model_info import ModelInfo
 from mst_llm.llm.persist import STATE_FILE
 from mst_llm.llm.store import LLMStore, create_llm_store, default_models_dir
-from tests.gguf_factory import write_tiny_llama
 from tests.http_server import Fault, FileServer, serve
-
-
-@pytest.fixture(scope="module")
-def gguf_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    return write_tiny_llama(tmp_path_factory.mktemp("g") / "tiny.gguf").read_bytes()
-
-
-@pytest.fixture
-def server(gguf_bytes: bytes) -> Iterator[FileServer]:
-    with serve() as state:
-        state.add("tiny.gguf", gguf_bytes)
-        yield state
 
 
 def catalog(server: FileServer, data: bytes, **extra: Any) -> list[dict[str, Any]]:

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,21 +16,9 @@ from click.testing import CliRunner, Result
 from mst_llm.cli import main
 from mst_llm.llm.download import part_path
 from tests.gguf_factory import MALFORMED_KINDS, write_malformed, write_tiny_llama
-from tests.http_server import FileServer, serve
+from tests.http_server import FileServer
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def gguf_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    return write_tiny_llama(tmp_path_factory.mktemp("g") / "tiny.gguf").read_bytes()
-
-
-@pytest.fixture
-def server(gguf_bytes: bytes) -> Iterator[FileServer]:
-    with serve() as state:
-        state.add("tiny.gguf", gguf_bytes)
-        yield state
 
 
 @pytest.fixture
