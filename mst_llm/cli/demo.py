@@ -110,15 +110,18 @@ class _Screen:
         return progress
 
     def answer_view(self, prompt: str, answer: str, stats: str) -> Table:
-        """The completion on the left, the latest patches on the right, both panels a fixed height."""
+        """The completion on the left, the latest patches on the right: side by side, as tall as the answer."""
         body = Text(prompt, style="dim")
         body.append(answer, style="bold")
+        completion = Group(body, Text(""), Text(stats, style="cyan"))
+        width = max(20, self.console.width * 3 // 5 - 4)  # the left column's share, less the panel's frame
+        lines = self.console.render_lines(completion, self.console.options.update_width(width), pad=False)
+        height = max(_PANEL_LINES, len(lines)) + 2
         grid = Table.grid(expand=True)
         grid.add_column(ratio=3)
         grid.add_column(ratio=2)
-        height = _PANEL_LINES + 2
         grid.add_row(
-            Panel(Group(body, Text(""), Text(stats, style="cyan")), title="completion", height=height),
+            Panel(completion, title="completion", height=height),
             Panel(Text("\n".join(self.feed.lines), overflow="ellipsis", no_wrap=True), title="patches", height=height),
         )
         return grid
@@ -205,7 +208,9 @@ async def _generate(llama: LlamaModel, prompt: str, max_tokens: int, seed: int, 
         stream = llama.stream(prompt, max_tokens=max_tokens, seed=seed, temperature=0.7)
         if screen.live:
             view = screen.answer_view
-            with Live(view(prompt, "", stats), console=screen.console, refresh_per_second=12) as live:
+            live_view = Live(view(prompt, "", stats), console=screen.console, refresh_per_second=12)
+            live_view.vertical_overflow = "visible"  # a long answer scrolls; its newest tokens stay in sight
+            with live_view as live:
                 async for chunk in stream:
                     answer.append(chunk.text)
                     live.update(view(prompt, "".join(answer), stats))
