@@ -23,18 +23,16 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import (
     BarColumn,
-    DownloadColumn,
     Progress,
     TaskProgressColumn,
     TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
 )
 from rich.table import Table
 from rich.text import Text
 
 from mst_llm import ModelNode, action, get_env, get_snapshot, model, on_patch, record_session
 from mst_llm.cli.common import catalog_option, check_usable, debug_option, models_dir_option, run_async
+from mst_llm.cli.progress import DownloadView
 from mst_llm.llm import LlamaModel, LLMStore, create_llm_store
 from mst_llm.llm.catalog import DEFAULT_CATALOG
 
@@ -99,14 +97,11 @@ class _Screen:
         text = Text.from_markup(message)
         self.console.print(text if self.live else text.plain, soft_wrap=not self.live)
 
-    def progress(self, description: str, total: float, *, transfer: bool) -> Progress:
-        columns: list[Any] = [TextColumn("{task.description}"), BarColumn()]
-        if transfer:
-            columns += [DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()]
-        else:
-            columns.append(TaskProgressColumn())
-        progress = Progress(*columns, console=self.console, disable=not self.live, transient=False)
-        progress.add_task(description, total=total)
+    def progress(self, description: str) -> Progress:
+        """A bar for a fraction in [0, 1] (off in plain mode, where the caller prints lines)."""
+        columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn())
+        progress = Progress(*columns, console=self.console, disable=not self.live)
+        progress.add_task(description, total=1.0)
         return progress
 
     def answer_view(self, prompt: str, answer: str, stats: str) -> Table:
@@ -145,24 +140,10 @@ async def _install(session: DemoSession, key: str, screen: _Screen) -> None:
     if info.status == "ready":
         screen.say(f"[green]✓[/] {escape(info.display_name)} is installed: {escape(str(info.path))}")
         return
-    total = float(info.size or 0)
     screen.say(f"installing {escape(info.display_name)} from {escape(info.url or '?')}")
-    due = _tracker(25)
     started = time.monotonic()
-    with screen.progress("install", total or 100, transfer=bool(total)) as progress:
-
-        def follow(patch: dict[str, Any], _inverse: dict[str, Any]) -> None:
-            if patch["path"].endswith("/progress"):
-                percent = float(patch["value"])
-                progress.update(progress.task_ids[0], completed=percent * (total or 100) / 100)
-                if not screen.live and due(percent):
-                    screen.say(f"  install {percent:5.1f} %")
-
-        stop = on_patch(info, follow)
-        try:
-            await session.store.start_model_download(key)
-        finally:
-            stop()
+    with DownloadView(screen.console, info, live=screen.live):  # follows the ModelInfo's /progress patches
+        await session.store.start_model_download(key)
     if session.store.get_model(key).status != "ready":  # read again: the flow changed it
         raise click.ClickException(f"installing {key} failed: {info.error}")
     screen.say(f"[green]✓[/] installed {escape(str(info.path))} in {time.monotonic() - started:.1f} s")
@@ -175,7 +156,7 @@ async def _load(session: DemoSession, key: str, prompt: str, screen: _Screen) ->
     assert llama is not None
     due = _tracker(50)
     started = time.monotonic()
-    with screen.progress("load", 1.0, transfer=False) as progress:
+    with screen.progress("load") as progress:
 
         def follow(event: Any) -> None:
             progress.update(progress.task_ids[0], completed=event.progress)

@@ -10,29 +10,18 @@ import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
 import click
 from rich.console import Console
 from rich.filesize import decimal
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    ProgressColumn,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
 from rich.text import Text
 
-from mst_llm import get_snapshot, on_patch
+from mst_llm import get_snapshot
 from mst_llm.cli.common import catalog_option, debug_option, examples, models_dir_option, with_store
+from mst_llm.cli.progress import DownloadView, human_bytes
 from mst_llm.errors import ModelStoreError
 from mst_llm.llm.gguf_check import GGUFInfo, check_gguf
 from mst_llm.llm.model import ModelStatus
@@ -61,10 +50,6 @@ def _model(store: LLMStore, key: str) -> ModelInfo:
         raise ModelStoreError(f"unknown model {key!r} (known: {known}); `mst-llm models` lists them") from None
 
 
-def _bytes(count: int | None) -> str:
-    return "?" if count is None else decimal(count)
-
-
 def _size(info: ModelInfo) -> int | None:
     """The catalog size, else the size of the file on disk (models found on disk only have no catalog size)."""
     if info.size is None and info.path is not None and Path(info.path).is_file():
@@ -80,7 +65,7 @@ def _status(info: ModelInfo) -> str:
         return f"error: {info.error}"
     if info.status == "idle" and info.resumable_bytes:
         done = f"{100 * info.resumable_bytes / info.size:.0f}% " if info.size else ""
-        return f"partial {done}({_bytes(info.resumable_bytes)}), resumable with `mst-llm pull {info.key}`"
+        return f"partial {done}({human_bytes(info.resumable_bytes)}), resumable with `mst-llm pull {info.key}`"
     return _STATUS_WORDS[info.status]
 
 
@@ -126,7 +111,7 @@ def _print_models(console: Console, store: LLMStore) -> None:
     table = Table("", "key", "name", "size", "status", caption="* selected", caption_justify="left")
     for info in store.models:
         selected = "*" if info.key == store.selected_model_key else ""
-        table.add_row(selected, Text(info.key), Text(info.display_name), _bytes(_size(info)), Text(_status(info)))
+        table.add_row(selected, Text(info.key), Text(info.display_name), human_bytes(_size(info)), Text(_status(info)))
     console.print(table)
 
 
@@ -160,86 +145,25 @@ def pull(key: str, models_dir: Path | None, catalog: Path | None) -> None:
 
 async def _download(console: Console, store: LLMStore, info: ModelInfo) -> None:
     """Run the store's download flow under a progress view; on Ctrl-C / SIGTERM say what was kept."""
-    resume = f", resuming at {_bytes(info.resumable_bytes)}" if info.resumable_bytes else ""
+    resume = f", resuming at {human_bytes(info.resumable_bytes)}" if info.resumable_bytes else ""
     console.print(Text(f"pulling {info.key} from {info.url} into {store.model_path(info)}{resume}"))
     try:
-        with _DownloadView(console, info):
+        with DownloadView(console, info):
             await store.start_model_download(info.key)
     except anyio.get_cancelled_exc_class():
         _report_stopped(info)
         raise
     if info.status != "ready":
         raise ModelStoreError(f"{info.key}: {info.error}")
-    console.print(Text(f"{info.key} installed: {info.path} ({_bytes(_size(info))})"))
+    console.print(Text(f"{info.key} installed: {info.path} ({human_bytes(_size(info))})"))
 
 
 def _report_stopped(info: ModelInfo) -> None:
     if info.resumable_bytes:
-        kept = f"{_bytes(info.resumable_bytes)} kept; run `mst-llm pull {info.key}` again to resume"
+        kept = f"{human_bytes(info.resumable_bytes)} kept; run `mst-llm pull {info.key}` again to resume"
     else:
         kept = f"nothing kept; run `mst-llm pull {info.key}` again to start over"
     click.echo(f"download of {info.key} stopped: {kept}", err=True)
-
-
-def _columns(sized: bool) -> tuple[ProgressColumn, ...]:
-    """Bytes, speed and ETA when the size is known; otherwise percent and elapsed time."""
-    if sized:
-        return (DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
-    return (TaskProgressColumn(), TimeElapsedColumn())
-
-
-class _DownloadView:
-    """A download's progress drawn from its ModelInfo's ``/progress`` patches: a live bar on a terminal, a plain
-    line per 10 % elsewhere (logs, pipes, tests)."""
-
-    def __init__(self, console: Console, info: ModelInfo) -> None:
-        self._console = console
-        self._info = info
-        self._scale = (info.size or 100) / 100  # a percent in task units: bytes when the size is known
-        self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), *_columns(info.size is not None), console=console
-        )
-        start = info.resumable_bytes if info.size else 0
-        self._task = self._progress.add_task(info.key, total=self._scale * 100, completed=start)
-        self._live = console.is_terminal
-        self._decile = int(start / self._scale) // 10
-        self._dispose: Callable[[], None] | None = None
-
-    def __enter__(self) -> _DownloadView:
-        if self._live:
-            self._progress.start()
-        self._dispose = on_patch(self._info, self._on_patch)
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        if self._dispose is not None:
-            self._dispose()
-        if self._live:
-            self._progress.stop()
-
-    def _on_patch(self, patch: dict[str, Any], _inverse: dict[str, Any]) -> None:
-        if patch["path"] != "/progress":
-            return
-        percent = float(patch["value"])
-        task = self._progress.tasks[0]
-        if percent * self._scale <= task.completed:
-            return  # the reset to 0 when a download starts, before a resume reports its offset
-        self._progress.update(self._task, completed=percent * self._scale)
-        if not self._live and int(percent) // 10 > self._decile:
-            self._decile = int(percent) // 10
-            self._console.print(Text(self._line(percent)))
-
-    def _line(self, percent: float) -> str:
-        task = self._progress.tasks[0]
-        line = f"{self._info.key}: {int(percent)}%"
-        if self._info.size is not None:
-            line += f" ({_bytes(int(task.completed))} of {_bytes(self._info.size)}"
-            if task.speed:
-                line += f", {_bytes(int(task.speed))}/s, {task.time_remaining or 0:.0f} s left"
-            line += ")"
-        return line
 
 
 # --- rm and select --------------------------------------------------------------------------------------------

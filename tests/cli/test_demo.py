@@ -47,7 +47,7 @@ def test_demo_installs_over_http_loads_streams_and_records_a_replayable_session(
     assert (tmp_path / "models" / "tiny.gguf").read_bytes() == model
     lines = output.splitlines()
     assert any(line.startswith("installing Tiny") for line in lines)
-    assert "  install 100.0 %" in lines and "  load 100.0 %" in lines
+    assert any(line.startswith("tiny: 100%") for line in lines) and "  load 100.0 %" in lines
     assert any(line.startswith("Hello") for line in lines)  # the prompt, then the streamed tokens
     assert any(line.startswith("8 tokens") and "finish: length" in line for line in lines)
     assert f"  mst-llm replay {log}" in lines
