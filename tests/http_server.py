@@ -11,12 +11,14 @@ import contextlib
 import hashlib
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 
 @dataclass
@@ -160,11 +162,19 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that drops its connection (a cancelled or finished download) is not an error worth a traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 @contextmanager
 def serve(server: FileServer | None = None) -> Iterator[FileServer]:
     """Run a FileServer in a daemon thread for the duration of the block."""
     state = server or FileServer()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    httpd = _QuietServer(("127.0.0.1", 0), _handler(state))
     httpd.daemon_threads = True
     state.port = httpd.server_address[1]
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -178,8 +188,6 @@ def serve(server: FileServer | None = None) -> Iterator[FileServer]:
 
 def main() -> None:
     """Serve one file (``python tests/http_server.py FILE``) and print the URL; used by the benchmark."""
-    import sys
-
     path = sys.argv[1]
     with open(path, "rb") as handle:
         data = handle.read()
