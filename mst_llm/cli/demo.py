@@ -189,9 +189,9 @@ async def _generate(llama: LlamaModel, prompt: str, max_tokens: int, seed: int, 
         stream = llama.stream(prompt, max_tokens=max_tokens, seed=seed, temperature=0.7)
         if screen.live:
             view = screen.answer_view
-            live_view = Live(view(prompt, "", stats), console=screen.console, refresh_per_second=12)
-            live_view.vertical_overflow = "visible"  # a long answer scrolls; its newest tokens stay in sight
-            with live_view as live:
+            # "visible": a long answer scrolls the terminal, so its newest tokens stay in sight
+            first = view(prompt, "", stats)
+            with Live(first, console=screen.console, refresh_per_second=12, vertical_overflow="visible") as live:
                 async for chunk in stream:
                     answer.append(chunk.text)
                     live.update(view(prompt, "".join(answer), stats))
