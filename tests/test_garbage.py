@@ -28,39 +28,21 @@ from mst_llm import (
     on_patch,
     on_snapshot,
 )
-
-try:
-    from tests.schema import (
-        TAGS,
-        TODO_IDS,
-        USER_IDS,
-        Store,
-        address_snapshots,
-        assert_unchanged,
-        capture,
-        json_value,
-        note_snapshots,
-        settings_snapshots,
-        store_snapshots,
-        todo_snapshot,
-        user_snapshot,
-    )
-except ImportError:  # tests/ is not a package: pytest put it on sys.path
-    from schema import (  # type: ignore[no-redef]
-        TAGS,
-        TODO_IDS,
-        USER_IDS,
-        Store,
-        address_snapshots,
-        assert_unchanged,
-        capture,
-        json_value,
-        note_snapshots,
-        settings_snapshots,
-        store_snapshots,
-        todo_snapshot,
-        user_snapshot,
-    )
+from tests.schema import (
+    TAGS,
+    TODO_IDS,
+    USER_IDS,
+    Store,
+    address_snapshots,
+    assert_unchanged,
+    capture,
+    json_value,
+    note_snapshots,
+    settings_snapshots,
+    store_snapshots,
+    todo_snapshot,
+    user_snapshot,
+)
 
 PROPS = settings(
     max_examples=150,

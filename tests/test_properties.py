@@ -36,33 +36,18 @@ from mst_llm import (
     record_actions,
     record_patches,
 )
-
-try:
-    from tests.schema import (
-        EXPECTED_ERRORS,
-        Op,
-        Settings,
-        Store,
-        Todo,
-        User,
-        iter_nodes,
-        op_sequences,
-        run_op,
-        store_snapshots,
-    )
-except ImportError:  # tests/ is not a package: pytest put it on sys.path
-    from schema import (  # type: ignore[no-redef]
-        EXPECTED_ERRORS,
-        Op,
-        Settings,
-        Store,
-        Todo,
-        User,
-        iter_nodes,
-        op_sequences,
-        run_op,
-        store_snapshots,
-    )
+from tests.schema import (
+    EXPECTED_ERRORS,
+    Op,
+    Settings,
+    Store,
+    Todo,
+    User,
+    iter_nodes,
+    op_sequences,
+    run_op,
+    store_snapshots,
+)
 
 PROPS = settings(
     max_examples=100,

@@ -27,13 +27,8 @@ from mst_llm import (
 from mst_llm import types as t
 from mst_llm.core.frozen import FrozenDict
 from mst_llm.core.node import add_listener
-
-try:
-    from tests.schema import EXPECTED_ERRORS, Op, op_sequences, run_op
-    from tests.schema import Store as SchemaStore
-except ImportError:  # tests/ is not a package: pytest put it on sys.path
-    from schema import EXPECTED_ERRORS, Op, op_sequences, run_op  # type: ignore[no-redef]
-    from schema import Store as SchemaStore  # type: ignore[no-redef]
+from tests.schema import EXPECTED_ERRORS, Op, op_sequences, run_op
+from tests.schema import Store as SchemaStore
 
 
 @model

@@ -19,29 +19,16 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from mst_llm import apply_patch, apply_snapshot, get_snapshot, on_patch
-
-try:
-    from tests.schema import (
-        EXPECTED_ERRORS,
-        Op,
-        Store,
-        assert_unchanged,
-        capture,
-        ops,
-        run_op,
-        store_snapshots,
-    )
-except ImportError:  # tests/ is not a package: pytest put it on sys.path
-    from schema import (  # type: ignore[no-redef]
-        EXPECTED_ERRORS,
-        Op,
-        Store,
-        assert_unchanged,
-        capture,
-        ops,
-        run_op,
-        store_snapshots,
-    )
+from tests.schema import (
+    EXPECTED_ERRORS,
+    Op,
+    Store,
+    assert_unchanged,
+    capture,
+    ops,
+    run_op,
+    store_snapshots,
+)
 
 
 class Entry(NamedTuple):

@@ -30,7 +30,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from mst_llm import ModelNode, action, get_env, get_snapshot, model, on_patch, record_session
+from mst_llm import ModelNode, SessionLog, action, get_env, get_snapshot, model, on_patch, record_session
 from mst_llm.cli.common import catalog_option, check_usable, debug_option, models_dir_option, run_async
 from mst_llm.cli.progress import DownloadView
 from mst_llm.llm import LlamaModel, LLMStore, create_llm_store
@@ -218,13 +218,8 @@ def _summary(screen: _Screen, feed: _PatchFeed, log_path: Path) -> None:
             screen.say(f"  {count:5d}  {name}")
     screen.say(f"session log: {escape(str(log_path))}")
     screen.say("inspect it:")
-    for extra in ("", " --path /llama/state", f" --at {_entries(log_path)} --tree"):
+    for extra in ("", " --path /llama/state", f" --at {len(SessionLog.open(log_path))} --tree"):
         screen.say(f"  [bold]mst-llm replay {escape(str(log_path))}{extra}[/]")
-
-
-def _entries(log_path: Path) -> int:
-    with open(log_path, "rb") as log:
-        return max(0, sum(1 for _ in log) - 1)
 
 
 @click.command()

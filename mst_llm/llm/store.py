@@ -114,10 +114,6 @@ class LLMStore(ModelNode):
         self.selected_model_key = key
 
     @action
-    def _set_error(self, message: str | None) -> None:
-        self.error = message
-
-    @action
     def _auto_select(self) -> None:
         """Select the first ready model when nothing ready is selected."""
         current = self.selected_model
