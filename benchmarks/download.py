@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/download.py [--mib 512] [--rounds 2]
 
-The HTTP server runs in its own process (``tests/http_server.py``), so the downloader and curl face the same
+The HTTP server runs in its own process (``tests/llm/http_server.py``), so the downloader and curl face the same
 server and neither shares a GIL with it.
 """
 
@@ -27,13 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mst_llm import on_patch
 from mst_llm.llm.store import create_llm_store
-from tests.gguf_factory import write_tiny_llama
+from tests.llm.gguf_factory import write_tiny_llama
 
 
 @contextmanager
 def served(path: Path) -> Iterator[str]:
-    """Serve ``path`` from ``tests/http_server.py`` in a separate process; yields its URL."""
-    script = Path(__file__).resolve().parent.parent / "tests" / "http_server.py"
+    """Serve ``path`` from ``tests/llm/http_server.py`` in a separate process; yields its URL."""
+    script = Path(__file__).resolve().parent.parent / "tests" / "llm" / "http_server.py"
     process = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None

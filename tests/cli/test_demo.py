@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from mst_llm import SessionLog, get_snapshot
 from mst_llm.cli import main
 from mst_llm.cli.demo import DemoSession
-from tests.gguf_factory import write_tiny_llama
-from tests.http_server import serve
+from tests.llm.gguf_factory import write_tiny_llama
+from tests.llm.http_server import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 

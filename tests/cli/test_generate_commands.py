@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from mst_llm.cli import main
-from tests.gguf_factory import write_tiny_llama
+from tests.llm.gguf_factory import write_tiny_llama
 from tests.llm.test_chat import CHATML
 
 FAST = ("--isolation", "thread", "--seed", "7")

@@ -15,8 +15,8 @@ from click.testing import CliRunner, Result
 
 from mst_llm.cli import main
 from mst_llm.llm.download import part_path
-from tests.gguf_factory import MALFORMED_KINDS, write_malformed, write_tiny_llama
-from tests.http_server import FileServer
+from tests.llm.gguf_factory import MALFORMED_KINDS, write_malformed, write_tiny_llama
+from tests.llm.http_server import FileServer
 
 ROOT = Path(__file__).resolve().parents[2]
 

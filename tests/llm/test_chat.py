@@ -10,7 +10,7 @@ import pytest
 from mst_llm.errors import ChatTemplateError
 from mst_llm.llm.chat import ChatFormat, Message
 from mst_llm.llm.gguf_check import check_gguf
-from tests.gguf_factory import write_tiny_llama
+from tests.llm.gguf_factory import write_tiny_llama
 
 CHATML = (
     "{% for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n{% endfor %}"

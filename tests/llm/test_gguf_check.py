@@ -8,7 +8,7 @@ import pytest
 
 from mst_llm import MSTError
 from mst_llm.llm import GGUFValidationError, check_gguf
-from tests.gguf_factory import MALFORMED_KINDS
+from tests.llm.gguf_factory import MALFORMED_KINDS
 
 # what each kind's message must say (lowercase fragments)
 EXPECTED = {

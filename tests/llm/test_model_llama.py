@@ -13,7 +13,7 @@ import pytest
 
 from mst_llm import InvalidTransition, apply_patch, get_snapshot, on_patch
 from mst_llm.llm import LlamaModel, LoadProgressEvent
-from tests.gguf_factory import MALFORMED_KINDS, write_tiny_llama
+from tests.llm.gguf_factory import MALFORMED_KINDS, write_tiny_llama
 
 pytestmark = pytest.mark.anyio
 ISOLATIONS = ["thread", "process"]

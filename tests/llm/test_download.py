@@ -25,7 +25,7 @@ from mst_llm import (
 )
 from mst_llm.llm import download
 from mst_llm.llm.download import Downloader, ProgressThrottle, part_path, read_sidecar, sidecar_path
-from tests.http_server import Fault, FileServer, serve
+from tests.llm.http_server import Fault, FileServer, serve
 
 DATA = os.urandom(3 << 20) + b"end"
 SHA = hashlib.sha256(DATA).hexdigest()

@@ -15,7 +15,7 @@ from mst_llm.llm.download import Downloader, part_path
 from mst_llm.llm.model_info import ModelInfo
 from mst_llm.llm.persist import STATE_FILE
 from mst_llm.llm.store import LLMStore, create_llm_store, default_models_dir
-from tests.http_server import Fault, FileServer, serve
+from tests.llm.http_server import Fault, FileServer, serve
 
 
 def catalog(server: FileServer, data: bytes, **extra: Any) -> list[dict[str, Any]]:

@@ -32,8 +32,8 @@ from mst_llm.llm.download import Downloader, part_path, partial_bytes, sidecar_p
 from mst_llm.llm.model_info import TRANSITIONS
 from mst_llm.llm.persist import STATE_FILE
 from mst_llm.llm.store import LLMStore, create_llm_store
-from tests.gguf_factory import write_tiny_llama
-from tests.http_server import Fault, FileServer, serve
+from tests.llm.gguf_factory import write_tiny_llama
+from tests.llm.http_server import Fault, FileServer, serve
 
 KEYS = ("a", "b")
 """``a`` has size and sha256 in the catalog; ``b`` only its size (its hash is recorded on first download)."""

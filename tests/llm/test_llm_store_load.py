@@ -10,7 +10,7 @@ import pytest
 
 from mst_llm import ModelStoreError, apply_patch, get_snapshot, on_patch
 from mst_llm.llm.store import LLMStore, create_llm_store
-from tests.gguf_factory import write_malformed, write_tiny_llama
+from tests.llm.gguf_factory import write_malformed, write_tiny_llama
 
 
 def local_store(tmp_path: Path, filename: str = "tiny.gguf") -> LLMStore:
