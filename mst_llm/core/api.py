@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from mst_llm.core import lifecycle
+from mst_llm.core import lifecycle, reactivity
 from mst_llm.core.node import (
     add_listener,
     check_alive,
@@ -73,6 +73,7 @@ def get_parent(node: Any, depth: int = 1) -> Any:
         current = current._parent
         if current is None:
             raise MSTError(f"{type(node).__name__} node has no parent {depth} level(s) up")
+    reactivity.track_contents(current)
     return current
 
 
@@ -91,6 +92,7 @@ def get_parent_of_type(node: Any, cls: type[T]) -> T:
     current = _node(node)._parent
     while current is not None:
         if isinstance(current, cls):
+            reactivity.track_contents(current)
             return current
         current = current._parent
     raise MSTError(f"{type(node).__name__} node has no ancestor of type {cls.__name__}")
@@ -133,15 +135,18 @@ def resolve_path(node: Any, path: str) -> Any:
                 raise PathNotFoundError(f"{path!r}: {type(current).__name__} has no field {part!r}")
             current = getattr(current, part)
         elif kind == "list":
+            reactivity.track_contents(current)
             if not part.isdigit() or int(part) >= len(current):
                 raise PathNotFoundError(f"{path!r}: no index {part!r} in a list of {len(current)}")
             current = current[int(part)]
         elif kind == "dict":
+            reactivity.track_contents(current)
             if part not in current:
                 raise PathNotFoundError(f"{path!r}: no key {part!r}")
             current = current[part]
         else:
             raise PathNotFoundError(f"{path!r}: cannot descend into {type(current).__name__} at {part!r}")
+    reactivity.track_contents(current)
     return current
 
 

@@ -225,8 +225,7 @@ class ListNode(NodeSlots, list[Any]):
             rollback_to(tx, mark)
             raise
         where = touch(tx, self, STRUCTURE, [])
-        if self._obs is not None:
-            reactivity.notify(self, STRUCTURE)
+        reactivity.notify_write(self, STRUCTURE)
         if where is None:
             return
         keys, consumers = where
@@ -645,8 +644,7 @@ def _restore_slice(node: ListNode, index: int, added: int, removed: list[Any]) -
                 value._parent = node
                 value._key = position
     invalidate_up(node, STRUCTURE)
-    if node._obs is not None:
-        reactivity.notify(node, STRUCTURE)
+    reactivity.notify_write(node, STRUCTURE)
 
 
 def _restore_key(node: DictNode, key: str, value: Any) -> None:
@@ -655,9 +653,7 @@ def _restore_key(node: DictNode, key: str, value: Any) -> None:
     else:
         _dict_setitem(node, key, value)
     invalidate_up(node, STRUCTURE)
-    if node._obs is not None:
-        reactivity.notify(node, key)
-        reactivity.notify(node, STRUCTURE)
+    reactivity.notify_write(node, key)
 
 
 def _restore_deleted_key(node: DictNode, key: str, value: Any, position: int) -> None:

@@ -92,12 +92,35 @@ def _unsubscribe(dep: tuple[Any, Any], computed: Computed) -> None:
             observers.discard(computed)
 
 
+def track_contents(node: Any) -> None:
+    """Inside a view, depend on the items of ``node`` when it is a list or dict handed out by a tree function
+    (container fields are tracked by their descriptor; item reads run at C speed and are not seen)."""
+    if _tracker is not None and getattr(type(node), "_mst_kind", "model") != "model":
+        _tracker.add((node, STRUCTURE))
+
+
 def notify(node: Any, key: Any) -> None:
     """Mark every view that read ``key`` of ``node`` stale (call when node._obs is not None)."""
     observers = node._obs.get(key)
     if observers:
         for computed in list(observers):
             computed.invalidate()
+
+
+def notify_write(holder: Any, key: Any) -> None:
+    """``holder[key]`` changed (a model field, a list index or a dict key): mark the views that read it stale.
+
+    A view depends on a list or dict as a whole (reading any item, its length or its keys depends on all of
+    them, like a MobX observable array), and it can reach a nested list or dict only through the lists and dicts
+    above it, so a change of one is reported to them too, up to the nearest model node."""
+    if holder._mst_kind == "model":
+        if holder._obs is not None:
+            notify(holder, key)
+        return
+    while holder is not None and holder._mst_kind != "model":
+        if holder._obs is not None:
+            notify(holder, STRUCTURE)
+        holder = holder._parent
 
 
 def notify_all(node: Any) -> None:

@@ -83,8 +83,7 @@ def write(
 def changed(tx: Transaction, holder: Any, key: Any, op: str, new: Any, old_snapshot: Any, typ: Type) -> None:
     """Bookkeeping after ``holder[key]`` changed: snapshots, views, patch."""
     where = touch(tx, holder, key, [key])
-    if holder._obs is not None:
-        reactivity.notify(holder, key)
+    reactivity.notify_write(holder, key)
     if where is not None:
         value = None if op == "remove" else typ.snapshot(new)
         record_patch(tx, where, op, value, old_snapshot)
@@ -94,5 +93,4 @@ def restore(holder: Any, key: Any, value: Any) -> None:
     """Undo entry: put ``value`` back at ``holder[key]``."""
     holder._mst_store(key, value)
     invalidate_up(holder, key)
-    if holder._obs is not None:
-        reactivity.notify(holder, key)
+    reactivity.notify_write(holder, key)
