@@ -59,7 +59,7 @@ VIEWS: dict[str, Callable[[Any], Any]] = {
     "has_red": lambda s: "red" in s["tags"],
     "joined": lambda s: ",".join(tag for tag in s["tags"]),
     "note_x": lambda s: s["notes"].get("x"),
-    "note_y": lambda s: s["notes"]["y"] if "y" in s["notes"] else None,
+    "note_y": lambda s: s["notes"]["y"] if "y" in s["notes"] else None,  # noqa: SIM401 (membership, then item)
     "note_keys": lambda s: sorted(s["notes"].keys()),
     "note_values": lambda s: sorted(s["notes"].values()),
     "note_items": lambda s: sorted(s["notes"].items()),
@@ -174,8 +174,9 @@ def _list_ops(field: str, values: st.SearchStrategy[Any]) -> st.SearchStrategy[C
 
     def sort(reverse: bool) -> Callable[[Any], None]:
         def op(s: Any) -> None:
-            lst(s).sort(key=lambda value: str(get_snapshot(value) if hasattr(value, "_mst_kind") else value),
-                        reverse=reverse)
+            lst(s).sort(
+                key=lambda value: str(get_snapshot(value) if hasattr(value, "_mst_kind") else value), reverse=reverse
+            )
 
         return op
 
@@ -289,9 +290,7 @@ def _grid_ops() -> st.SearchStrategy[Callable[[Any], None]]:
     )
 
 
-MUTATIONS = st.one_of(
-    _list_ops("tags", WORDS), _dict_ops("notes", WORDS), _items_ops(), _by_key_ops(), _grid_ops()
-)
+MUTATIONS = st.one_of(_list_ops("tags", WORDS), _dict_ops("notes", WORDS), _items_ops(), _by_key_ops(), _grid_ops())
 
 # How a mutation reaches the tree: an action, an action that is rolled back, or a patch / snapshot / undo.
 ROADS = st.sampled_from(["action", "rollback", "apply_patch", "apply_snapshot", "undo"])

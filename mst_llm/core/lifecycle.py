@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 from mst_llm.core import reactivity
-from mst_llm.core.node import Tree, register_subtree, tree_of, unregister_subtree, walk_nodes
+from mst_llm.core.node import Tree, check_unique_ids, register_subtree, tree_of, unregister_subtree, walk_nodes
 from mst_llm.core.transaction import Transaction, current_tx, run_action
 from mst_llm.core.types import Type, reference_type_of
 from mst_llm.errors import DeadNodeError, ValidationError
@@ -25,14 +25,10 @@ def attach(tx: Transaction, child: Any, parent: Any, key: Any) -> None:
     if child._parent is not None:
         raise ValidationError([("", f"{type(child).__name__} node is already in a tree; detach() it first")])
     tree = tree_of(parent)
-    old_tree, old_key = child._tree, child._key
+    old_tree = child._tree
     child._parent = parent
     child._key = key
-    try:
-        register_subtree(tree, child)
-    except ValidationError:
-        child._parent, child._key = None, old_key
-        raise
+    register_subtree(tree, child)
     child._tree = None
     tx.undo.append((_unattach, child, tree, old_tree))
     if hooks_in_use:
@@ -112,6 +108,7 @@ def detach_child(tx: Transaction, node: Any) -> Tree:
     node._tree = new_tree
     register_subtree(new_tree, node)
     tx.undo.append((_undetach, node, parent, key, old_tree))
+    check_unique_ids(new_tree)  # the new tree has no later commit that could resolve a duplicate
     if removed and old_tree.safe_refs:
         check_safe_references(tx, old_tree, removed)
     return new_tree

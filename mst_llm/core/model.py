@@ -21,7 +21,7 @@ from mst_llm.core.collections import STRUCTURE, _adopt
 from mst_llm.core.compile import compile_build, compile_snapshot, compile_validate
 from mst_llm.core.frozen import FrozenDict
 from mst_llm.core.lifecycle import register_safe_ref
-from mst_llm.core.node import ModelNodeBase, Tree, is_node, register_subtree
+from mst_llm.core.node import ModelNodeBase, Tree, check_unique_ids, is_node, register_subtree
 from mst_llm.core.reactivity import Computed
 from mst_llm.core.transaction import run_action, run_bare, write_tx
 from mst_llm.core.types import (
@@ -303,6 +303,7 @@ class ModelNode(ModelNodeBase):
         if node._tree is None:
             tree = Tree(env)
             register_subtree(tree, node)
+            check_unique_ids(tree)
             node._tree = tree
             if tree.safe_refs:
                 run_action(node, None, _drop_all_dangling, (), {})

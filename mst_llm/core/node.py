@@ -19,11 +19,14 @@ NODE_SLOTS = ("_parent", "_key", "_snap", "_dirty", "_obs", "_hooks", "_tree")
 class Tree:
     """State shared by every node of one tree; owned by the root node."""
 
-    __slots__ = ("env", "ids", "protected", "safe_refs")
+    __slots__ = ("dupes", "env", "ids", "protected", "safe_refs")
 
     def __init__(self, env: Any = None) -> None:
         self.env = env
         self.ids: dict[Any, dict[str, Any]] = {}
+        # (family, identifier) -> the nodes that hold an identifier ``ids`` already gives to another node; only a
+        # transaction in progress may leave any here (see register_subtree)
+        self.dupes: dict[tuple[Any, str], list[Any]] = {}
         self.protected = True
         # (family, identifier) -> {(id(holder), key): (holder, key)} for safe references; verified when used
         self.safe_refs: dict[tuple[Any, str], dict[tuple[int, Any], tuple[Any, Any]]] = {}
@@ -138,47 +141,71 @@ def walk_nodes(node: Any) -> Iterator[Any]:
 # --- identifiers and safe references --------------------------------------------------------------------
 
 
-def register_subtree(tree: Tree, node: Any, undo: list[Any] | None = None) -> None:
+def register_subtree(tree: Tree, node: Any) -> None:
     """Enter the identifiers and safe references of ``node``'s subtree into ``tree``.
 
-    On a duplicate identifier nothing stays registered and ValidationError is raised.
+    An identifier that another node of the tree already holds is noted in ``tree.dupes`` instead of refused:
+    a transaction may pass through such a state (a node moving from a dict to a list is added before the old
+    one is removed), so uniqueness is a property of committed states, checked by :func:`check_unique_ids`.
     """
-    added: list[tuple[dict[str, Any], str]] = []
-    try:
-        for current in walk_nodes(node):
-            family = current._mst_id_family
-            if family is not None:
-                ident = current._mst_identifier()
-                if ident is not None:
-                    index = tree.ids.get(family)
-                    if index is None:
-                        index = tree.ids[family] = {}
-                    other = index.get(ident)
-                    if other is not None and other is not current:
-                        raise ValidationError(
-                            [(path_of(current), f"duplicate identifier {ident!r} for type {family.__name__}")]
-                        )
-                    index[ident] = current
-                    added.append((index, ident))
-            current._mst_register_refs(tree)
-    except ValidationError:
-        for index, ident in added:
-            index.pop(ident, None)
-        raise
-
-
-def unregister_subtree(tree: Tree, node: Any) -> list[tuple[Any, str]]:
-    """Remove the identifiers of ``node``'s subtree from ``tree``; return the removed (family, identifier)."""
-    removed: list[tuple[Any, str]] = []
     for current in walk_nodes(node):
         family = current._mst_id_family
         if family is not None:
             ident = current._mst_identifier()
-            index = tree.ids.get(family)
-            if index is not None and index.get(ident) is current:
+            if ident is not None:
+                index = tree.ids.get(family)
+                if index is None:
+                    index = tree.ids[family] = {}
+                other = index.get(ident)
+                if other is None:
+                    index[ident] = current
+                elif other is not current:
+                    tree.dupes.setdefault((family, ident), []).append(current)
+        current._mst_register_refs(tree)
+
+
+def unregister_subtree(tree: Tree, node: Any) -> list[tuple[Any, str]]:
+    """Remove the identifiers of ``node``'s subtree from ``tree``; return the (family, identifier) pairs that
+    no node of the tree holds any more."""
+    removed: list[tuple[Any, str]] = []
+    dupes = tree.dupes
+    for current in walk_nodes(node):
+        family = current._mst_id_family
+        if family is None:
+            continue
+        ident = current._mst_identifier()
+        index = tree.ids.get(family)
+        if index is None:
+            continue
+        others = dupes.get((family, ident)) if dupes else None
+        if index.get(ident) is current:
+            if others:
+                index[ident] = others.pop(0)  # another holder takes the identifier over
+            else:
                 del index[ident]
                 removed.append((family, ident))
+        elif others:
+            for position, other in enumerate(others):
+                if other is current:
+                    del others[position]
+                    break
+        if others is not None and not others:
+            del dupes[(family, ident)]
     return removed
+
+
+def check_unique_ids(tree: Tree) -> None:
+    """Raise ValidationError naming both paths of each identifier that two nodes of ``tree`` hold."""
+    if not tree.dupes:
+        return
+    errors = []
+    for (family, ident), others in tree.dupes.items():
+        first = path_of(tree.ids[family][ident])
+        for other in others:
+            errors.append(
+                (path_of(other), f"duplicate identifier {ident!r} for type {family.__name__} (also at {first!r})")
+            )
+    raise ValidationError(errors)
 
 
 def path_parts_of(node: Any) -> list[Any]:

@@ -13,9 +13,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from mst_llm.core.node import Tree, check_alive, describe, path_of, root_of
+from mst_llm.core.node import Tree, check_alive, check_unique_ids, describe, path_of, root_of
 from mst_llm.core.patch import escape_json_path
-from mst_llm.errors import ProtectionError
+from mst_llm.errors import ProtectionError, ValidationError
 
 _local = threading.local()
 _call_ids = itertools.count(1)
@@ -192,6 +192,8 @@ def run_action(
     tx.call_stack.pop()
     if outermost:
         try:
+            if root._tree.dupes:
+                refuse_duplicates(tx)
             if tx.safe_checks:
                 drop_dangling_references(tx)
         finally:
@@ -313,6 +315,15 @@ def rollback_to(tx: Transaction, mark: tuple[int, int, int, int, int]) -> None:
 
 
 # --- commit ----------------------------------------------------------------------------------------------
+
+
+def refuse_duplicates(tx: Transaction) -> None:
+    """Before commit: an identifier two nodes hold rolls the whole transaction back (ValidationError)."""
+    try:
+        check_unique_ids(tx.root._tree)
+    except ValidationError:
+        rollback_to(tx, (0, 0, 0, 0, 0))
+        raise
 
 
 def drop_dangling_references(tx: Transaction) -> None:

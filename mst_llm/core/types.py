@@ -762,13 +762,18 @@ def resolve_reference(holder: Any, type_: Type, ident: Any) -> Any:
     from mst_llm.errors import InvalidReferenceError
 
     reference = reference_type_of(type_)
-    ids = tree_of(holder).ids
+    tree = tree_of(holder)
     key = str(ident)
     for family in reference.families():
-        index = ids.get(family)
+        index = tree.ids.get(family)
         if index is not None:
             target = index.get(key)
             if target is not None:
+                if tree.dupes and (family, key) in tree.dupes:
+                    raise InvalidReferenceError(
+                        f"reference to {reference.target.name} {ident!r} is ambiguous: two nodes hold that "
+                        "identifier (a transaction in progress; a commit refuses such a state)"
+                    )
                 return target
     raise InvalidReferenceError(
         f"reference to {reference.target.name} {ident!r} cannot be resolved: no such identifier in the tree"
