@@ -278,4 +278,6 @@ def test_progress_throttle_is_monotonic_and_ends_at_100() -> None:
 
 
 def test_download_works_on_trio(server: FileServer, tmp_path: Path) -> None:
-    anyio.run(lambda: fast().download(server.url("m.gguf"), tmp_path / "m.gguf", sha256=SHA), backend="trio")
+    final = tmp_path / "m.gguf"
+    result = anyio.run(lambda: fast().download(server.url("m.gguf"), final, sha256=SHA), backend="trio")
+    assert final.read_bytes() == DATA and result.sha256 == SHA and result.transferred == len(DATA)
