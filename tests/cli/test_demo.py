@@ -92,8 +92,18 @@ def test_demo_on_the_embedded_gemma_model(tmp_path: Path) -> None:
     assert SessionLog.open(log).snapshot_at(1) is not None
 
 
-def test_core_example_runs() -> None:
+def test_core_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     runpy.run_path(str(ROOT / "examples" / "todos.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "open todos (a cached view): 2" in out
+    assert "ValidationError: " in out and "duplicate identifier 'spec'" in out
+    # the undo prints the initial state again: one todo, nothing selected
+    final = json.loads(out[out.index("\n{") :])
+    assert final == {
+        "todos": [{"id": "spec", "title": "Write the spec", "done": False, "tags": []}],
+        "selected": None,
+        "filter": "all",
+    }
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
