@@ -22,6 +22,7 @@ from mst_llm.core.api import (
     is_root,
     is_state_tree_node,
     on_action,
+    on_commit,
     protect,
     record_actions,
     resolve_identifier,
@@ -35,6 +36,7 @@ from mst_llm.core.model import ModelNode, action, flow, model, view
 from mst_llm.core.patch import apply_patch, escape_json_path, json_patch_path, on_patch, unescape_json_path
 from mst_llm.core.session import SessionLog, record_session
 from mst_llm.core.snapshot import apply_snapshot, get_snapshot, on_snapshot
+from mst_llm.core.transaction import Commit
 from mst_llm.errors import (
     CatalogError,
     ChatTemplateError,
@@ -65,6 +67,7 @@ __all__ = [
     "CatalogError",
     "ChatTemplateError",
     "ChecksumMismatchError",
+    "Commit",
     "DeadNodeError",
     "DownloadError",
     "DownloadHTTPError",
@@ -114,6 +117,7 @@ __all__ = [
     "json_patch_path",
     "model",
     "on_action",
+    "on_commit",
     "on_patch",
     "on_snapshot",
     "protect",

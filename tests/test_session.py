@@ -19,6 +19,7 @@ from mst_llm import (
     apply_patch,
     get_snapshot,
     model,
+    on_commit,
     on_patch,
     on_snapshot,
     record_session,
@@ -26,7 +27,6 @@ from mst_llm import (
 )
 from mst_llm import types as t
 from mst_llm.core.frozen import FrozenDict
-from mst_llm.core.node import add_listener
 from tests.schema import EXPECTED_ERRORS, Op, op_sequences, run_op
 from tests.schema import Store as SchemaStore
 
@@ -310,7 +310,7 @@ def test_replay_reproduces_every_recorded_state(
     assert all(log.snapshot_at(seq) == state for seq, state in enumerate(states))
     replayed = SchemaStore.create(INITIAL)
     seen: list[Any] = []
-    add_listener(replayed, "commit", lambda entry: seen.append(get_snapshot(replayed)))
+    on_commit(replayed, lambda commit: seen.append(get_snapshot(replayed)))
     log.replay(replayed)
     assert seen == states[1:]  # one transaction per entry, each reaching the recorded state
 

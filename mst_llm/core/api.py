@@ -18,7 +18,7 @@ from mst_llm.core.node import (
 )
 from mst_llm.core.patch import split_json_path
 from mst_llm.core.snapshot import get_snapshot, node_type
-from mst_llm.core.transaction import ActionCall, current_tx, run_action, write_tx
+from mst_llm.core.transaction import ActionCall, Commit, current_tx, run_action, write_tx
 from mst_llm.core.write import write
 from mst_llm.errors import MSTError, PathNotFoundError
 
@@ -283,6 +283,13 @@ def clone(node: Any, keep_env: bool = True) -> Any:
 
 
 # --- action listeners and middleware ---------------------------------------------------------------------
+
+
+def on_commit(node: Any, listener: Callable[[Commit], None]) -> Callable[[], None]:
+    """Call ``listener(commit)`` once per committed transaction that changed ``node``'s subtree, after its patch
+    and snapshot listeners; returns the disposer. The seam every observer of the tree builds on (undo, time
+    travel, session logs, persistence)."""
+    return add_listener(_node(node), "commit", listener)
 
 
 def on_action(node: Any, listener: Callable[[dict[str, Any]], None]) -> Callable[[], None]:

@@ -1,6 +1,6 @@
 """Recording what happened to a tree: ``record_patches``, ``UndoManager`` and ``TimeTraveller``.
 
-The undo manager and the time traveller observe committed transactions through the node's "commit" hook
+The undo manager and the time traveller observe committed transactions through ``on_commit``
 (one entry per outermost transaction) and change the tree only through ``apply_patch``/``apply_snapshot``,
 so their own changes are ordinary transactions that other listeners see as patches.
 """
@@ -12,9 +12,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from mst_llm.core.node import add_listener
+from mst_llm.core.api import on_commit
 from mst_llm.core.patch import apply_patch, on_patch
 from mst_llm.core.snapshot import apply_snapshot, get_snapshot
+from mst_llm.core.transaction import Commit
 from mst_llm.errors import MSTError
 
 
@@ -90,15 +91,15 @@ class UndoManager:
         self._group_depth = 0
         self._skip_depth = 0
         self._replaying = False
-        self._dispose: Callable[[], None] | None = add_listener(target, "commit", self._on_commit)
+        self._dispose: Callable[[], None] | None = on_commit(target, self._on_commit)
 
     # -- recording ----------------------------------------------------------------------------------------
 
-    def _on_commit(self, entry: Any) -> None:
+    def _on_commit(self, commit: Commit) -> None:
         if self._replaying or self._skip_depth:
             return
-        actions = () if entry.action is None else (entry.action,)
-        item = HistoryEntry(entry.patches, entry.inverse_patches, actions)
+        actions = () if commit.action is None else (commit.action,)
+        item = HistoryEntry(list(commit.patches), list(commit.inverse_patches), actions)
         if self._group is not None:
             self._group.append(item)
         else:
@@ -212,9 +213,9 @@ class TimeTraveller:
         self._states: list[Any] = [get_snapshot(target)]
         self._index = 0
         self._moving = False
-        self._dispose: Callable[[], None] | None = add_listener(target, "commit", self._on_commit)
+        self._dispose: Callable[[], None] | None = on_commit(target, self._on_commit)
 
-    def _on_commit(self, entry: Any) -> None:
+    def _on_commit(self, commit: Commit) -> None:
         if self._moving:
             return
         del self._states[self._index + 1 :]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import sys
 import weakref
 from collections.abc import Callable, Mapping
@@ -23,7 +24,7 @@ from mst_llm.core.frozen import FrozenDict
 from mst_llm.core.lifecycle import register_safe_ref
 from mst_llm.core.node import ModelNodeBase, Tree, check_unique_ids, is_node, register_subtree
 from mst_llm.core.reactivity import Computed
-from mst_llm.core.transaction import run_action, run_bare, write_tx
+from mst_llm.core.transaction import FlowSegment, run_action, run_bare, write_tx
 from mst_llm.core.types import (
     MISSING,
     DictType,
@@ -636,9 +637,18 @@ def flow(fn: F) -> F:
         step: Callable[..., Any] = _send
         value: Any = None
         segment_name: str | None = name
+        run_id = next(_flow_runs)
+        segment = 0
         while True:
+            segment += 1
             outcome, result = run_action(
-                self, segment_name, _segment, (coroutine, step, value, cancelled), {}, record_args=args
+                self,
+                segment_name,
+                _segment,
+                (coroutine, step, value, cancelled),
+                {},
+                record_args=args,
+                flow=FlowSegment(name, run_id, segment),
             )
             if outcome is _RETURNED:
                 return result
@@ -655,6 +665,7 @@ def flow(fn: F) -> F:
 
 
 _YIELDED, _RETURNED, _CANCELLED = object(), object(), object()
+_flow_runs = itertools.count(1)
 
 
 def _segment(

@@ -19,10 +19,11 @@ NODE_SLOTS = ("_parent", "_key", "_snap", "_dirty", "_obs", "_hooks", "_tree")
 class Tree:
     """State shared by every node of one tree; owned by the root node."""
 
-    __slots__ = ("dupes", "env", "ids", "protected", "safe_refs")
+    __slots__ = ("dupes", "env", "ids", "protected", "safe_refs", "seq")
 
     def __init__(self, env: Any = None) -> None:
         self.env = env
+        self.seq = 0  # committed transactions that changed the tree
         self.ids: dict[Any, dict[str, Any]] = {}
         # (family, identifier) -> the nodes that hold an identifier ``ids`` already gives to another node; only a
         # transaction in progress may leave any here (see register_subtree)

@@ -27,10 +27,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, overload
 
-from mst_llm.core.api import get_type
+from mst_llm.core.api import get_type, on_commit
 from mst_llm.core.frozen import freeze
 from mst_llm.core.jsonpatch import JsonPatchError, apply_in_place, apply_persistent
-from mst_llm.core.node import add_listener
 from mst_llm.core.patch import apply_patch, split_json_path
 from mst_llm.core.snapshot import apply_snapshot, get_snapshot
 from mst_llm.errors import SessionLogError
@@ -133,7 +132,7 @@ class SessionRecorder:
         except BaseException:
             self.close()
             raise
-        self._dispose = add_listener(node, "commit", self._on_commit)
+        self._dispose = on_commit(node, self._on_commit)
 
     def _write(self, line: str) -> int:
         assert self._fd is not None

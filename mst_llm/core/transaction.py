@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from mst_llm.core.node import Tree, check_alive, check_unique_ids, describe, path_of, root_of
 from mst_llm.core.patch import escape_json_path
@@ -52,18 +53,22 @@ class Transaction:
         "call_stack",
         "calls",
         "contexts",
+        "flow",
         "outer",
         "patches",
         "root",
         "safe_checks",
         "saved",
         "snapshot_nodes",
+        "started_at",
         "undo",
     )
 
-    def __init__(self, root: Any, outer: Transaction | None) -> None:
+    def __init__(self, root: Any, outer: Transaction | None, flow: FlowSegment | None = None) -> None:
         self.root = root
         self.outer = outer
+        self.flow = flow
+        self.started_at = time.time()
         self.contexts: list[Any] = []
         self.undo: list[tuple[Any, ...]] = []
         # (keys from the changed node up, consumers [(node, depth)], op, value, old value)
@@ -131,8 +136,11 @@ def run_action(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     record_args: tuple[Any, ...] | None = None,
+    flow: FlowSegment | None = None,
 ) -> Any:
-    """Run ``fn(node, *args, **kwargs)`` as an action: one transaction if outermost, atomic either way."""
+    """Run ``fn(node, *args, **kwargs)`` as an action: one transaction if outermost, atomic either way.
+
+    ``flow`` names the flow run a segment belongs to; its commit carries it."""
     check_alive(node)
     middleware: list[tuple[Any, tuple[Callable[..., Any], ...]]] | None = None
     listeners: list[tuple[Any, int]] | None = None
@@ -158,7 +166,7 @@ def run_action(
     tx: Transaction | None = getattr(_local, "tx", None)
     outermost = tx is None or tx.root is not root
     if outermost:
-        tx = Transaction(root, tx)
+        tx = Transaction(root, tx, flow)
         _local.tx = tx
     assert tx is not None
     call_args = args if record_args is None else record_args
@@ -191,15 +199,19 @@ def run_action(
     tx.contexts.pop()
     tx.call_stack.pop()
     if outermost:
+        tree = root._tree
         try:
-            if root._tree.dupes:
+            if tree is not None and tree.dupes:
                 refuse_duplicates(tx)
             if tx.safe_checks:
                 drop_dangling_references(tx)
         finally:
             _local.tx = tx.outer
         # committed: drop what only a rollback needed, so cached snapshots can be updated in place again
-        tx.undo.clear()
+        if tx.undo:
+            if tree is not None:
+                tree.seq += 1
+            tx.undo.clear()
         tx.saved.clear()
         deliver(tx)
     return result
@@ -380,14 +392,19 @@ def deliver(tx: Transaction) -> None:
                     errors.append(error)
     if batches is not None:
         calls_by_node = {node: (call, depth) for call, listener_nodes in tx.calls for node, depth in listener_nodes}
+        tree = tx.root._tree
+        seq = 0 if tree is None else tree.seq
+        committed_at = time.time()
+        flow = tx.flow
         for consumer, (patches, inverses) in batches.items():
             hooks = consumer._hooks
             if hooks is None:
                 continue
-            entry = CommitEntry(patches, inverses, *calls_by_node.get(consumer, (None, 0)))
+            call, depth = calls_by_node.get(consumer, (None, 0))
+            commit = Commit(seq, tuple(patches), tuple(inverses), call, depth, flow, tx.started_at, committed_at)
             for listener in tuple(hooks.commit):
                 try:
-                    listener(entry)
+                    listener(commit)
                 except Exception as error:
                     errors.append(error)
     for call, listener_nodes in tx.calls:
@@ -405,33 +422,87 @@ def deliver(tx: Transaction) -> None:
         raise errors[0]
 
 
-class CommitEntry:
-    """What one committed transaction did below one node: patches, inverse patches and the action call."""
+class FlowSegment(NamedTuple):
+    """Which flow run a transaction belongs to: the flow's name, a per-process run id, and the segment number
+    (1 runs up to the first ``await``)."""
 
-    __slots__ = ("_action", "_call", "_depth", "inverse_patches", "patches")
+    name: str
+    id: int
+    segment: int
+
+
+class Commit:
+    """One committed transaction as seen from the node an ``on_commit`` listener is on. Immutable.
+
+    ``seq`` counts the committed transactions that changed the tree (per tree, from 1); ``action`` is the
+    outermost action call (``{"name", "path", "args"}``, the path relative to the listener's node) or None for a
+    change without an action (an unprotected tree, or a flow segment after the first ``await``); ``flow`` is
+    ``{"name", "id", "segment"}`` when a flow made the change; ``patches`` and ``inverse_patches`` are RFC 6902
+    dicts relative to the listener's node, in mutation order; ``started_at`` and ``committed_at`` are
+    ``time.time()`` values.
+    """
+
+    __slots__ = (
+        "_action",
+        "_call",
+        "_depth",
+        "_flow",
+        "committed_at",
+        "inverse_patches",
+        "patches",
+        "seq",
+        "started_at",
+    )
+
+    seq: int
+    patches: tuple[dict[str, Any], ...]
+    inverse_patches: tuple[dict[str, Any], ...]
+    started_at: float
+    committed_at: float
+    _action: dict[str, Any] | None
+    _call: ActionCall | None
+    _depth: int
+    _flow: FlowSegment | None
 
     def __init__(
         self,
-        patches: list[dict[str, Any]],
-        inverse_patches: list[dict[str, Any]],
-        call: ActionCall | None = None,
-        depth: int = 0,
+        seq: int,
+        patches: tuple[dict[str, Any], ...],
+        inverse_patches: tuple[dict[str, Any], ...],
+        call: ActionCall | None,
+        depth: int,
+        flow: FlowSegment | None,
+        started_at: float,
+        committed_at: float,
     ) -> None:
-        self.patches = patches
-        self.inverse_patches = inverse_patches
-        self._call = call
-        self._depth = depth
-        self._action: dict[str, Any] | None = None
+        setattr_ = object.__setattr__
+        setattr_(self, "seq", seq)
+        setattr_(self, "patches", patches)
+        setattr_(self, "inverse_patches", inverse_patches)
+        setattr_(self, "_call", call)
+        setattr_(self, "_depth", depth)
+        setattr_(self, "_flow", flow)
+        setattr_(self, "_action", None)
+        setattr_(self, "started_at", started_at)
+        setattr_(self, "committed_at", committed_at)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Commit is immutable (cannot set {name!r})")
 
     @property
     def action(self) -> dict[str, Any] | None:
-        """The outermost action call, serialised on first use (relative to the listener's node)."""
+        # serialised on first use: most observers of a commit never read the call
         if self._action is None and self._call is not None:
-            self._action = serialise_call(self._call, self._depth)
+            object.__setattr__(self, "_action", serialise_call(self._call, self._depth))
         return self._action
 
+    @property
+    def flow(self) -> dict[str, Any] | None:
+        flow = self._flow
+        return None if flow is None else {"name": flow.name, "id": flow.id, "segment": flow.segment}
+
     def __repr__(self) -> str:
-        return f"CommitEntry(action={self.action!r}, patches={self.patches!r})"
+        return f"Commit(seq={self.seq}, action={self.action!r}, flow={self.flow!r}, patches={list(self.patches)!r})"
 
 
 _PLAIN_ARGUMENTS = frozenset({str, int, float, bool, type(None)})

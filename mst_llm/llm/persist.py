@@ -48,7 +48,7 @@ class Saver:
         self._last = float("-inf")
 
     def changed(self, snapshot: Mapping[str, Any]) -> None:
-        """An on_snapshot listener: save now, or remember it until the interval has passed."""
+        """After each commit of the store: save now, or remember the snapshot until the interval has passed."""
         self._pending = snapshot
         if time.monotonic() - self._last >= self.interval:
             self.flush()

@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 import platformdirs
 
-from mst_llm import ModelNode, action, flow, get_env, get_snapshot, model, on_snapshot, view
+from mst_llm import ModelNode, action, flow, get_env, get_snapshot, model, on_commit, view
 from mst_llm.errors import CatalogError, DownloadError, ModelStoreError
 from mst_llm.llm.catalog import DEFAULT_CATALOG, CatalogEntry, load_catalog, validate_name
 from mst_llm.llm.download import Downloader, partial_bytes, remove_partial
@@ -146,7 +146,7 @@ class LLMStore(ModelNode):
         self.error = None
         self.is_initialized = True
         if not context.dispose:
-            context.dispose.append(on_snapshot(self, context.saver.changed))
+            context.dispose.append(on_commit(self, lambda _commit: context.saver.changed(get_snapshot(self))))
         context.saver.changed(get_snapshot(self))
 
     def _restore(self, state: Mapping[str, Any]) -> None:
