@@ -94,7 +94,7 @@ def build_big_log(path: Path, entries: int, todos: int, every: int) -> dict[int,
     rng = random.Random(1)
     sample_at = set(rng.sample(range(1, entries + 1), 5)) | {entries}
     ts = time.time()
-    with open(path, "w", encoding="utf-8") as file:
+    with open(path, "wb") as file:
         file.write(header_line("Store", state, {"synthetic": True}))
         for seq in range(1, entries + 1):
             index = rng.randrange(todos)

@@ -33,7 +33,8 @@ from mst_llm.core.api import (
 )
 from mst_llm.core.history import TimeTraveller, UndoManager, record_patches
 from mst_llm.core.model import ModelNode, action, flow, model, view
-from mst_llm.core.patch import apply_patch, escape_json_path, json_patch_path, on_patch, unescape_json_path
+from mst_llm.core.patch import apply_patch, on_patch
+from mst_llm.core.pointer import escape_json_path, json_patch_path, unescape_json_path
 from mst_llm.core.session import SessionLog, record_session
 from mst_llm.core.snapshot import apply_snapshot, get_snapshot, on_snapshot
 from mst_llm.core.transaction import Commit

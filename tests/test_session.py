@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -258,7 +259,7 @@ def test_bad_files_give_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(SessionLogError, match="not an mst_llm session log"):
         SessionLog.open(path)
     path.write_text("".join(lines[:2]) + "garbage\n")
-    with pytest.raises(SessionLogError, match="unexpected line"):
+    with pytest.raises(SessionLogError, match=r"line 3 is not a session-log line \(it follows entry 1\)"):
         SessionLog.open(path)
     path.write_text("".join(lines[:2]).replace('"seq":1', '"seq":7'))
     with pytest.raises(SessionLogError, match="numbered"):
@@ -268,6 +269,69 @@ def test_bad_files_give_clear_errors(tmp_path: Path) -> None:
     assert len(log) == 0 and log.header is None
     with pytest.raises(SessionLogError, match="no complete header"):
         log.snapshot_at(0)
+
+
+def test_a_corrupt_line_in_the_middle_is_named_by_line_and_seq(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    board = Board.create({})
+    with record_session(board, path, checkpoint_every=None) as recorder:
+        for i in range(6):
+            board.add(f"t{i}")
+            if i == 1:
+                recorder.checkpoint()
+    lines = path.read_text().splitlines(keepends=True)
+    index = next(i for i, line in enumerate(lines) if line.startswith('{"seq":5,'))
+    lines[index] = lines[index].replace('"action":', '"action"', 1)
+    path.write_text("".join(lines))
+    log = SessionLog.open(path)
+    assert log.snapshot_at(4)["tasks"][-1]["id"] == "t3"
+    expected = rf"line {index + 1} \(entry 5, between entries 4 and 6\) is corrupt: Expecting ':'"
+    with pytest.raises(SessionLogError, match=expected):
+        log.snapshot_at(6)
+    with pytest.raises(SessionLogError, match=expected):
+        list(log)
+
+
+def test_header_versions_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    record_board(path)
+    lines = path.read_text().splitlines(keepends=True)
+    header = json.loads(lines[0])
+    del header["version"]
+    path.write_text(json.dumps(header) + "\n")
+    with pytest.raises(SessionLogError, match=r"has no format version \(this mst_llm reads version 1;"):
+        SessionLog.open(path)
+    header = {"version": 3, **header}  # another key order, spaces: still recognised as a header
+    path.write_text(json.dumps(header) + "\n")
+    with pytest.raises(SessionLogError, match=r"format version 3 is not supported \(this mst_llm reads version 1"):
+        SessionLog.open(path)
+
+
+def test_a_log_iterates_over_its_entries(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    record_board(path)
+    log = SessionLog.open(path)
+    assert [entry.seq for entry in log] == list(range(1, len(log) + 1))
+    assert [entry.name for entry in log] == [entry.name for entry in log.entries]
+
+
+def test_batch_flush_writes_within_50_ms_and_on_close(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    board = Board.create({})
+    recorder = record_session(board, path, flush="batch")
+    board.add("a")
+    board.add("b")
+    assert len(SessionLog.open(path)) == 0  # held back, not yet written
+    deadline = time.monotonic() + 2
+    while len(SessionLog.open(path)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    log = SessionLog.open(path)
+    assert [entry.name for entry in log] == ["add", "add"]
+    board.add("c")
+    recorder.close()
+    assert SessionLog.open(path).snapshot_at(3) == get_snapshot(board)
+    with pytest.raises(ValueError, match="flush must be"):
+        record_session(board, path, flush="never")  # type: ignore[arg-type]
 
 
 def test_unserialisable_meta_is_rejected(tmp_path: Path) -> None:

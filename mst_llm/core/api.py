@@ -16,7 +16,7 @@ from mst_llm.core.node import (
     root_of,
     tree_of,
 )
-from mst_llm.core.patch import split_json_path
+from mst_llm.core.pointer import list_index, split_json_path
 from mst_llm.core.snapshot import get_snapshot, node_type
 from mst_llm.core.transaction import ActionCall, Commit, current_tx, run_action, write_tx
 from mst_llm.core.write import write
@@ -136,9 +136,10 @@ def resolve_path(node: Any, path: str) -> Any:
             current = getattr(current, part)
         elif kind == "list":
             reactivity.track_contents(current)
-            if not part.isdigit() or int(part) >= len(current):
-                raise PathNotFoundError(f"{path!r}: no index {part!r} in a list of {len(current)}")
-            current = current[int(part)]
+            try:
+                current = current[list_index(part, len(current))]
+            except PathNotFoundError as error:
+                raise PathNotFoundError(f"{path!r}: {error}") from None
         elif kind == "dict":
             reactivity.track_contents(current)
             if part not in current:

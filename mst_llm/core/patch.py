@@ -1,4 +1,8 @@
-"""JSON pointer helpers (RFC 6901) and ``apply_patch`` (RFC 6902 add/replace/remove), all or nothing."""
+"""``apply_patch`` (RFC 6902 add/replace/remove on trees), all or nothing, and ``on_patch``.
+
+The pointer helpers live in ``mst_llm.core.pointer``; they are re-exported here for the core modules that import
+them from this one.
+"""
 
 from __future__ import annotations
 
@@ -6,31 +10,17 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from mst_llm.core.node import add_listener, is_node
-from mst_llm.errors import PatchError, ValidationError
+from mst_llm.core.pointer import escape_json_path, json_patch_path, list_index, split_json_path, unescape_json_path
+from mst_llm.errors import PatchError, PathNotFoundError, ValidationError
 
-
-def escape_json_path(segment: str) -> str:
-    """Escape one JSON pointer segment (RFC 6901): ``~`` becomes ``~0``, ``/`` becomes ``~1``."""
-    return segment.replace("~", "~0").replace("/", "~1")
-
-
-def unescape_json_path(segment: str) -> str:
-    """Undo ``escape_json_path``."""
-    return segment.replace("~1", "/").replace("~0", "~")
-
-
-def json_patch_path(parts: Iterable[Any]) -> str:
-    """Join path parts into a JSON pointer ("" for no parts)."""
-    return "".join("/" + escape_json_path(str(part)) for part in parts)
-
-
-def split_json_path(path: str) -> list[str]:
-    """Split a JSON pointer into unescaped parts ("" -> [])."""
-    if path == "":
-        return []
-    if not path.startswith("/"):
-        raise PatchError([(path, "a JSON pointer must be empty or start with '/'")])
-    return [unescape_json_path(part) for part in path[1:].split("/")]
+__all__ = [
+    "apply_patch",
+    "escape_json_path",
+    "json_patch_path",
+    "on_patch",
+    "split_json_path",
+    "unescape_json_path",
+]
 
 
 def on_patch(node: Any, listener: Callable[[dict[str, Any], dict[str, Any]], None]) -> Callable[[], None]:
@@ -54,6 +44,9 @@ def _apply_all(node: Any, patches: list[Mapping[str, Any]]) -> None:
 
 
 _OPS = ("add", "replace", "remove")
+# A tree records only the three ops above; a moved node's identity would be a guess, so the other RFC 6902 ops
+# are refused by name (the plain-value applier in core.jsonpatch applies all six).
+_NOT_ON_TREES = ("test", "move", "copy")
 
 
 def _apply_one(root: Any, patch: Mapping[str, Any]) -> None:
@@ -64,7 +57,8 @@ def _apply_one(root: Any, patch: Mapping[str, Any]) -> None:
     if not isinstance(path, str):
         raise PatchError([("", f"patch path must be a string, got {path!r}")])
     if op not in _OPS:
-        raise PatchError([(path, f"unsupported patch op {op!r} (expected add, replace or remove)")])
+        why = "is not applied to trees (only add, replace and remove are)" if op in _NOT_ON_TREES else "is unknown"
+        raise PatchError([(path, f"patch op {op!r} {why}")])
     if op != "remove" and "value" not in patch:
         raise PatchError([(path, f"{op!r} patch needs a value")])
     parts = split_json_path(path)
@@ -81,6 +75,8 @@ def _apply_one(root: Any, patch: Mapping[str, Any]) -> None:
         _apply_at(parent, parts[-1], op, value, path)
     except PatchError:
         raise
+    except PathNotFoundError as error:
+        raise PatchError([(path, str(error))]) from error
     except ValidationError as error:
         raise PatchError([(p or path, m) for p, m in error.errors]) from error
 
@@ -94,8 +90,7 @@ def _resolve(node: Any, parts: list[str], path: str) -> Any:
                 raise PatchError([(path, f"{type(node).__name__} has no field {part!r}")])
             node = fields[part].get(node)
         elif kind == "list":
-            index = _index(part, len(node), path, allow_end=False)
-            node = list.__getitem__(node, index)
+            node = list.__getitem__(node, list_index(part, len(node)))
         elif kind == "dict":
             if part not in node:
                 raise PatchError([(path, f"no key {part!r}")])
@@ -105,15 +100,6 @@ def _resolve(node: Any, parts: list[str], path: str) -> Any:
         if not is_node(node):
             raise PatchError([(path, f"{part!r} does not hold a node")])
     return node
-
-
-def _index(part: str, size: int, path: str, *, allow_end: bool) -> int:
-    if not part.isdigit() or (len(part) > 1 and part[0] == "0"):
-        raise PatchError([(path, f"{part!r} is not a list index")])
-    index = int(part)
-    if index > size or (index == size and not allow_end):
-        raise PatchError([(path, f"index {index} is out of range for a list of {size}")])
-    return index
 
 
 def _apply_at(parent: Any, key: str, op: str, value: Any, path: str) -> None:
@@ -127,18 +113,17 @@ def _apply_at(parent: Any, key: str, op: str, value: Any, path: str) -> None:
             raise PatchError([(path, "cannot remove a model field (replace it instead)")])
         setattr(parent, key, value)
     elif kind == "list":
-        size = len(parent)
         if op == "add":
-            index = size if key == "-" else _index(key, size, path, allow_end=True)
-            parent.insert(index, value)
+            parent.insert(list_index(key, len(parent), end=True), value)
         elif op == "replace":
-            parent[_index(key, size, path, allow_end=False)] = value
+            parent[list_index(key, len(parent))] = value
         else:
-            del parent[_index(key, size, path, allow_end=False)]
+            del parent[list_index(key, len(parent))]
+    elif op == "add":
+        parent[key] = value
+    elif key not in parent:
+        raise PatchError([(path, f"no key {key!r} to {op}")])
+    elif op == "replace":
+        parent[key] = value
     else:
-        if op == "remove":
-            if key not in parent:
-                raise PatchError([(path, f"no key {key!r} to remove")])
-            del parent[key]
-        else:
-            parent[key] = value
+        del parent[key]

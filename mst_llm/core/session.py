@@ -8,15 +8,17 @@ File layout (one JSON object per line, UTF-8)::
     {"seq":1,"ts":...,"action":{"name":..,"path":..,"args":[..]}|null,"patches":[..],"inverse_patches":[..]}
     {"checkpoint":1000,"ts":...,"snapshot":<snapshot after entry 1000>}      now and then
 
-State ``seq`` is the snapshot after entry ``seq``; state 0 is the header's initial snapshot. Each line is
-written with one unbuffered ``os.write`` so a killed process leaves at most one torn last line, which the
-reader skips and reports (``SessionLog.truncated``).
+State ``seq`` is the snapshot after entry ``seq``; state 0 is the header's initial snapshot. With
+``flush="line"`` each line is written with one unbuffered ``os.write`` before the action returns, so a killed
+process leaves at most one torn last line, which the reader skips and reports (``SessionLog.truncated``);
+``flush="batch"`` writes the lines of the last 50 ms at once (a killed process loses at most those).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from array import array
 from bisect import bisect_right
@@ -25,7 +27,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, overload
+from typing import Any, Literal, overload
+
+import orjson
 
 from mst_llm.core.api import get_type, on_commit
 from mst_llm.core.frozen import freeze
@@ -36,12 +40,14 @@ from mst_llm.errors import SessionLogError
 
 FORMAT = "mst_llm.session"
 FORMAT_VERSION = 1
+READABLE_VERSIONS = (1,)  # the format versions this release reads
+BATCH_INTERVAL = 0.05  # flush="batch": the longest a committed entry waits before it is written (seconds)
+FlushMode = Literal["line", "batch"]
 # A checkpoint is written only once the entries since the last one outweigh it this many times, so that
 # checkpoints cost at most ~1/CHECKPOINT_SIZE_FACTOR of the log (in bytes and encoding time) on big trees.
 CHECKPOINT_SIZE_FACTOR = 4
 _CHUNK = 4096  # entries parsed per json.loads call when streaming
 
-_HEADER_PREFIX = b'{"format":'
 _ENTRY_PREFIX = b'{"seq":'
 _CHECKPOINT_PREFIX = b'{"checkpoint":'
 
@@ -63,25 +69,31 @@ def _make_encoder() -> Callable[[Any], str]:
 encode_json = _make_encoder()
 
 
+def _dumps(value: Any) -> bytes:
+    """One JSON line. orjson encodes a typical entry in 0.7 µs against 3.7 µs for the stdlib's C encoder
+    (benchmarks/history.py); values it refuses (ints beyond 64 bits, non-str keys, non-JSON data) take the
+    stdlib encoder, which writes the former and names the latter."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        return (encode_json(value) + "\n").encode()
+
+
 def entry_line(
     seq: int,
     ts: float,
     action: dict[str, Any] | None,
-    patches: list[dict[str, Any]],
-    inverse_patches: list[dict[str, Any]],
-) -> str:
-    """One entry line (the hot path: three encoder calls are cheaper than encoding one dict)."""
-    return (
-        f'{{"seq":{seq},"ts":{ts:.6f},"action":{encode_json(action)},'
-        f'"patches":{encode_json(patches)},"inverse_patches":{encode_json(inverse_patches)}}}\n'
-    )
+    patches: Sequence[dict[str, Any]],
+    inverse_patches: Sequence[dict[str, Any]],
+) -> bytes:
+    return _dumps({"seq": seq, "ts": ts, "action": action, "patches": patches, "inverse_patches": inverse_patches})
 
 
-def checkpoint_line(seq: int, ts: float, snapshot: Any) -> str:
-    return f'{{"checkpoint":{seq},"ts":{ts:.6f},"snapshot":{encode_json(snapshot)}}}\n'
+def checkpoint_line(seq: int, ts: float, snapshot: Any) -> bytes:
+    return _dumps({"checkpoint": seq, "ts": ts, "snapshot": snapshot})
 
 
-def header_line(root_type: str, snapshot: Any, meta: Any) -> str:
+def header_line(root_type: str, snapshot: Any, meta: Any) -> bytes:
     import mst_llm
 
     now = time.time()
@@ -95,7 +107,7 @@ def header_line(root_type: str, snapshot: Any, meta: Any) -> str:
         "meta": meta,
         "initial": snapshot,
     }
-    return encode_json(header) + "\n"
+    return _dumps(header)
 
 
 def type_name(node: Any) -> str:
@@ -117,10 +129,17 @@ class SessionRecorder:
         meta: Any = None,
         fsync: bool = False,
         checkpoint_every: int | None = 1000,
+        flush: FlushMode = "line",
     ) -> None:
+        if flush not in ("line", "batch"):
+            raise ValueError(f"flush must be 'line' or 'batch', not {flush!r}")
         self.node = node
         self.path = Path(path)
         self.fsync = fsync
+        self.flush_mode = flush
+        self._pending: list[bytes] = []  # flush="batch": lines not written yet
+        self._pending_lock = threading.Lock()
+        self._timer: threading.Timer | None = None
         self.checkpoint_every = checkpoint_every
         self.seq = 0
         self._since_checkpoint = 0
@@ -128,15 +147,33 @@ class SessionRecorder:
         self._dispose: Callable[[], None] | None = None
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         try:
-            self._last_checkpoint_bytes = self._write(header_line(type_name(node), get_snapshot(node), meta))
+            self._last_checkpoint_bytes = self._write_now(header_line(type_name(node), get_snapshot(node), meta))
         except BaseException:
             self.close()
             raise
         self._dispose = on_commit(node, self._on_commit)
 
-    def _write(self, line: str) -> int:
+    def _write(self, data: bytes) -> int:
+        if self.flush_mode == "line":
+            return self._write_now(data)
+        with self._pending_lock:
+            self._pending.append(data)
+            if self._timer is None:
+                self._timer = threading.Timer(BATCH_INTERVAL, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+        return len(data)
+
+    def flush(self) -> None:
+        """Write the lines that flush="batch" holds back (called every 50 ms while there are any)."""
+        with self._pending_lock:
+            self._timer = None
+            data, self._pending = b"".join(self._pending), []
+            if data and self._fd is not None:
+                self._write_now(data)
+
+    def _write_now(self, data: bytes) -> int:
         assert self._fd is not None
-        data = line.encode()
         written = os.write(self._fd, data)
         while written < len(data):  # regular files rarely write short, but never lose the rest
             written += os.write(self._fd, data[written:])
@@ -173,6 +210,10 @@ class SessionRecorder:
         if self._dispose is not None:
             self._dispose()
             self._dispose = None
+        with self._pending_lock:
+            if self._timer is not None:
+                self._timer.cancel()
+        self.flush()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -195,13 +236,16 @@ def record_session(
     meta: Any = None,
     fsync: bool = False,
     checkpoint_every: int | None = 1000,
+    flush: FlushMode = "line",
 ) -> SessionRecorder:
     """Record every committed transaction on ``node`` to the JSON Lines file ``path`` (truncated first).
 
     ``checkpoint_every``: least number of entries between full-snapshot checkpoints (None: never).
-    ``fsync``: also fsync each line (survives power loss, not just a killed process; much slower).
+    ``fsync``: also fsync each write (survives power loss, not just a killed process; much slower).
+    ``flush``: "line" writes each entry before the action returns; "batch" writes the entries of the last
+    50 ms together from a timer thread (cheaper per action; a killed process loses at most those 50 ms).
     """
-    return SessionRecorder(node, path, meta=meta, fsync=fsync, checkpoint_every=checkpoint_every)
+    return SessionRecorder(node, path, meta=meta, fsync=fsync, checkpoint_every=checkpoint_every, flush=flush)
 
 
 # --- reading ---------------------------------------------------------------------------------------------
@@ -236,6 +280,7 @@ class SessionLog:
         self._checkpoint_seqs: list[int] = []
         self._checkpoint_ranges: list[tuple[int, int]] = []
         self._scanned = 0  # byte offset up to which complete lines have been indexed
+        self._lines = 0  # how many lines that is
         self.refresh()
 
     @classmethod
@@ -255,6 +300,7 @@ class SessionLog:
                 if not line.endswith(b"\n") and not _parses(line):
                     torn = line
                     break
+                self._lines += 1
                 self._index_line(line, position)
                 position += len(line)
         self._scanned = position
@@ -274,12 +320,19 @@ class SessionLog:
             self._checkpoint_seqs.append(len(self._starts))
             self._checkpoint_ranges.append((position, end))
         elif line.strip():
-            raise SessionLogError(f"{self.path}: unexpected line at byte {position}: {line[:60]!r}")
+            raise SessionLogError(
+                f"{self.path}: line {self._lines} is not a session-log line (it follows entry {len(self)}): "
+                f"{line[:60]!r}"
+            )
 
     # -- entries -----------------------------------------------------------------------------------------
 
     def __len__(self) -> int:
         return len(self._starts)
+
+    def __iter__(self) -> Iterator[LogEntry]:
+        """The entries, seq 1 first (like the records of a file)."""
+        return self.iter_entries()
 
     @property
     def entries(self) -> EntryList:
@@ -307,15 +360,34 @@ class SessionLog:
         raw = self._read(self._starts[first - 1], self._ends[last - 1])
         try:
             items = json.loads(b"[" + raw.rstrip(b"\n").replace(b"\n", b",") + b"]")
-        except ValueError as error:
-            raise SessionLogError(f"{self.path}: entries {first}-{last} are corrupt: {error}") from None
-        entries = [
-            LogEntry(item["seq"], item["ts"], item.get("action"), item["patches"], item["inverse_patches"])
-            for item in items
-        ]
+            entries = [
+                LogEntry(item["seq"], item["ts"], item.get("action"), item["patches"], item["inverse_patches"])
+                for item in items
+            ]
+        except (ValueError, KeyError, TypeError):
+            raise self._corrupt_entry(first, last) from None
         if entries[0].seq != first or entries[-1].seq != last:
-            raise SessionLogError(f"{self.path}: entries are not numbered 1, 2, 3, ... (expected {first})")
+            raise self._corrupt_entry(first, last)
         return entries
+
+    def _corrupt_entry(self, first: int, last: int) -> SessionLogError:
+        """The error for the first bad line among entries ``first..last``, named by line number and seq."""
+        for seq in range(first, last + 1):
+            line = self._read(self._starts[seq - 1], self._ends[seq - 1])
+            try:
+                item = json.loads(line)
+                problem = None if item["seq"] == seq else f"it is numbered {item['seq']}, expected {seq}"
+            except ValueError as error:
+                problem = f"{error}"
+            except (KeyError, TypeError) as error:
+                problem = f"a field is missing or of the wrong type ({error})"
+            if problem is not None:
+                lineno = self._read(0, self._starts[seq - 1]).count(b"\n") + 1
+                return SessionLogError(
+                    f"{self.path}: line {lineno} (entry {seq}, between entries {seq - 1} and {seq + 1}) "
+                    f"is corrupt: {problem}"
+                )
+        return SessionLogError(f"{self.path}: entries {first}-{last} are corrupt")  # pragma: no cover
 
     def _read(self, start: int, end: int) -> bytes:
         with open(self.path, "rb") as file:
@@ -446,17 +518,21 @@ def _parses(line: bytes) -> bool:
 
 
 def _check_header(line: bytes) -> dict[str, Any]:
+    readable = ", ".join(map(str, READABLE_VERSIONS))
     try:
-        header = json.loads(line) if line.startswith(_HEADER_PREFIX) else None
+        header = json.loads(line)
     except ValueError:
         header = None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise SessionLogError("not an mst_llm session log (the first line is not a session header)")
-    version = header.get("version")
-    if version != FORMAT_VERSION:
         raise SessionLogError(
-            f"session log format version {version!r} is not supported "
-            f"(this mst_llm reads version {FORMAT_VERSION}; it was written by mst_llm "
+            f"not an mst_llm session log: the first line is not a session header "
+            f'(expected {{"format":"{FORMAT}","version":N,...}}, found {line[:60]!r})'
+        )
+    version = header.get("version")
+    if version not in READABLE_VERSIONS:
+        found = "has no format version" if version is None else f"format version {version!r} is not supported"
+        raise SessionLogError(
+            f"session log {found} (this mst_llm reads version {readable}; the log was written by mst_llm "
             f"{header.get('library_version', '?')})"
         )
     return header
