@@ -31,11 +31,11 @@ class DeadNodeError(MSTError):
 
 
 class InvalidTransition(MSTError):
-    """A state machine refused an event in its current state (``state``, ``event`` and ``allowed`` say which)."""
+    """A state machine refused an event in its current state (``state``, ``event`` and ``allowed`` say which).
 
-    def __init__(
-        self, message: str, *, state: str | None = None, event: str | None = None, allowed: Iterable[str] = ()
-    ) -> None:
+    All three are required, so every raise lets a caller react without parsing the message."""
+
+    def __init__(self, message: str, *, state: str, event: str, allowed: Iterable[str]) -> None:
         self.state = state
         self.event = event
         self.allowed = tuple(allowed)

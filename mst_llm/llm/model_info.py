@@ -66,7 +66,10 @@ class ModelInfo(ModelNode):
         if event not in allowed:
             raise InvalidTransition(
                 f"model {self.key!r}: event {event!r} is not allowed in state {self.status!r}; "
-                f"allowed: {sorted(allowed)}"
+                f"allowed: {sorted(allowed)}",
+                state=self.status,
+                event=event,
+                allowed=sorted(allowed),
             )
         self.update(**changes)
         self.status = allowed[event]

@@ -175,8 +175,13 @@ def test_delete_clears_selection_and_refuses_while_downloading(
 
 def test_transition_table_rejects_illegal_events() -> None:
     info = ModelInfo.create({"key": "k", "display_name": "K", "filename": "k.gguf"})
-    with pytest.raises(InvalidTransition, match="allowed"):
+    with pytest.raises(InvalidTransition, match="allowed") as raised:
         info.transition("complete")
+    assert (raised.value.state, raised.value.event, raised.value.allowed) == (
+        "idle",
+        "complete",
+        ("download", "fail", "found"),
+    )
     assert info.status == "idle"
 
 

@@ -65,9 +65,10 @@ async def test_illegal_calls_name_state_event_and_allowed_events_and_change_noth
     with pytest.raises(InvalidTransition):
         await model.initialize()
     await model.cleanup()
-    for call in (model.initialize, lambda: model.generate("x")):
-        with pytest.raises(InvalidTransition, match="terminal"):
+    for call, event in ((model.initialize, "initialize"), (lambda: model.generate("x"), "generate")):
+        with pytest.raises(InvalidTransition, match="terminal") as raised:
             await call()
+        assert (raised.value.state, raised.value.event, raised.value.allowed) == ("released", event, ())
 
 
 async def test_second_generate_while_one_runs_is_rejected_at_once() -> None:
