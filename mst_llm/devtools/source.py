@@ -1,0 +1,174 @@
+"""What the page shows, read from a session log: a file someone else writes, or one this process records
+from a live tree. Every answer is one page of data (the browser never receives the whole log)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mst_llm import SessionLog, apply_snapshot, is_state_tree_node, record_session
+from mst_llm.devtools.errors import DevtoolsError
+from mst_llm.devtools.llm_panel import llm_panel
+from mst_llm.devtools.pointer import overlaps, resolve
+from mst_llm.devtools.text import call_text, shorten
+
+MAX_PAGE = 500  # most timeline entries per request
+MAX_PATCHES = 2000  # most patches per diff answer (the total is always given)
+MAX_CHANGED = 500  # most rows in a diff's side-by-side
+
+
+def summary(entry: Any) -> dict[str, Any]:
+    """One timeline row: enough to list the entry, not its patches."""
+    action = entry.action
+    return {
+        "seq": entry.seq,
+        "ts": entry.ts,
+        "name": entry.name,
+        "path": None if action is None else action.get("path", ""),
+        "call": call_text(action, 160),
+        "patches": len(entry.patches),
+    }
+
+
+class Source:
+    """A session log for the page, safe to call from several threads; ``tree``: the live tree it records."""
+
+    def __init__(self, path: str | os.PathLike[str], *, tree: Any = None, workdir: Path | None = None) -> None:
+        self.tree = tree
+        self._lock = threading.Lock()
+        self._workdir = workdir
+        self._recorder = record_session(tree, path, meta={"source": "mst_llm.devtools"}) if tree is not None else None
+        self._log = SessionLog.open(path)
+        self._names: list[str] = []  # action name per seq, filled when the timeline is first filtered
+
+    @property
+    def live(self) -> bool:
+        return self.tree is not None
+
+    @property
+    def length(self) -> int:
+        return len(self._log)
+
+    def refresh(self) -> int:
+        """Index what was appended to the log; returns the number of entries."""
+        with self._fresh():
+            return len(self._log)
+
+    @contextmanager
+    def _fresh(self) -> Iterator[None]:
+        """Hold the lock over a log brought up to date (every answer sees the latest entries)."""
+        with self._lock:
+            self._log.refresh()
+            yield
+
+    def info(self) -> dict[str, Any]:
+        with self._fresh():
+            header = self._log.header or {}
+            return {
+                "file": str(self._log.path),
+                "root_type": header.get("root_type"),
+                "library_version": header.get("library_version"),
+                "started": header.get("started"),
+                "meta": header.get("meta"),
+                "length": len(self._log),
+                "truncated": self._log.truncated,
+                "live": self.live,
+            }
+
+    def entries(self, offset: int, limit: int, action: str = "") -> dict[str, Any]:
+        """A page of timeline rows; ``action`` keeps the entries whose action name contains it."""
+        limit = max(1, min(limit, MAX_PAGE))
+        with self._fresh():
+            if not action:
+                total = len(self._log)
+                offset = max(0, min(offset, total))
+                rows = [summary(entry) for entry in self._log.iter_entries(offset + 1, min(total, offset + limit))]
+                return {"total": total, "offset": offset, "entries": rows}
+            self._names.extend(entry.name or "" for entry in self._log.iter_entries(len(self._names) + 1))
+            wanted = action.lower()
+            matching = [seq for seq, name in enumerate(self._names, 1) if wanted in name.lower()]
+            offset = max(0, min(offset, len(matching)))
+            rows = [summary(self._log.entry(seq)) for seq in matching[offset : offset + limit]]
+            return {"total": len(matching), "offset": offset, "entries": rows}
+
+    def state(self, seq: int) -> dict[str, Any]:
+        with self._fresh():
+            self._check(seq)
+            entry = summary(self._log.entry(seq)) if seq else None
+            return {"seq": seq, "length": len(self._log), "entry": entry, "state": self._log.snapshot_at(seq)}
+
+    def diff(self, a: int, b: int) -> dict[str, Any]:
+        """The patches turning state a into b, and each changed path's value before and after."""
+        with self._fresh():
+            self._check(a)
+            self._check(b)
+            patches = self._log.diff(a, b)
+            before, after = self._log.snapshot_at(a), self._log.snapshot_at(b)
+        paths = list(dict.fromkeys(patch["path"] for patch in patches))
+        changed = [{"path": path, "before": resolve(before, path), "after": resolve(after, path)} for path in paths]
+        return {
+            "a": a,
+            "b": b,
+            "total_patches": len(patches),
+            "patches": patches[:MAX_PATCHES],
+            "total_changed": len(changed),
+            "changed": changed[:MAX_CHANGED],
+        }
+
+    def who(self, path: str, limit: int) -> dict[str, Any]:
+        """The latest ``limit`` entries that changed ``path`` (at, under or above it), with their patches."""
+        with self._fresh():
+            found = self._log.changes_to(path)
+        rows = []
+        for entry in found[-max(1, min(limit, MAX_PAGE)) :]:
+            touching = [patch for patch in entry.patches if overlaps(patch["path"], path)]
+            rows.append({**summary(entry), "changes": touching[:20]})
+        return {"path": path, "total": len(found), "entries": rows}
+
+    def llm(self, seq: int) -> dict[str, Any]:
+        """The LLM panel at state ``seq``: models and stores found in the tree, tokens/s over the session."""
+        with self._fresh():
+            self._check(seq)
+            return llm_panel(self._log, self._log.snapshot_at(seq))
+
+    def travel(self, seq: int) -> None:
+        """Drive the live tree to recorded state ``seq`` (one new transaction, recorded like any other)."""
+        if self.tree is None:
+            raise DevtoolsError("time travel needs a live tree; this page shows a log file")
+        with self._fresh():
+            self._check(seq)
+            snapshot = self._log.snapshot_at(seq)
+        apply_snapshot(self.tree, snapshot)
+
+    def _check(self, seq: int) -> None:
+        if not 0 <= seq <= len(self._log):
+            raise DevtoolsError(f"seq {seq} is out of range: the log has states 0..{len(self._log)}")
+
+    def close(self) -> None:
+        """Stop recording a live tree and remove its temporary log."""
+        if self._recorder is not None:
+            self._recorder.close()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+
+
+def open_source(tree_or_source: Any) -> Source:
+    """A live tree (recorded to a temporary log), a session-log path, or an open SessionLog."""
+    if is_state_tree_node(tree_or_source):
+        workdir = Path(tempfile.mkdtemp(prefix="mst_llm-devtools-"))
+        return Source(workdir / "live.jsonl", tree=tree_or_source, workdir=workdir)
+    if isinstance(tree_or_source, SessionLog):
+        return Source(tree_or_source.path)
+    if isinstance(tree_or_source, str) and "://" in tree_or_source:
+        raise DevtoolsError(f"cannot open {shorten(tree_or_source, 60)}: only session-log files and live trees")
+    if isinstance(tree_or_source, str | os.PathLike):
+        if not Path(tree_or_source).is_file():
+            raise DevtoolsError(f"no session log at {tree_or_source}")
+        return Source(tree_or_source)
+    raise DevtoolsError(f"cannot show a {type(tree_or_source).__name__}: pass a tree, a SessionLog or a log path")

@@ -1,0 +1,171 @@
+"""The devtools page in headless Chromium: tree, scrubbing, diff, who-changed, timeline, LLM panel, live follow.
+
+Screenshots of each view land in the test's tmp dir."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Page
+
+from mst_llm import SessionLog, action, escape_json_path, get_snapshot, model
+from mst_llm.devtools import DevtoolsServer, serve
+from tests.devtools.conftest import LONG_PROMPT
+
+
+@model
+class Counter:
+    value: int = 0
+    log: list[str]
+
+    @action
+    def bump(self, by: int) -> None:
+        self.value += by
+        self.log.append(f"bumped by {by}")
+
+
+def leaves(value: Any, path: str = "") -> dict[str, Any]:
+    """Every scalar of a snapshot by JSON pointer, as the page lists them."""
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return {path: value}
+    found: dict[str, Any] = {}
+    for key, child in items:
+        found.update(leaves(child, f"{path}/{escape_json_path(str(key))}"))
+    return found
+
+
+def open_page(page: Page, server: DevtoolsServer, length: int) -> None:
+    page.goto(server.url)
+    page.wait_for_function("n => document.getElementById('tree').dataset.seq === String(n)", arg=length)
+
+
+def go_to(page: Page, seq: int) -> None:
+    page.eval_on_selector("#seq-slider", "(el, v) => { el.value = v; el.dispatchEvent(new Event('input')); }", seq)
+    page.wait_for_function("n => document.getElementById('tree').dataset.seq === String(n)", arg=seq)
+
+
+def shown_leaves(page: Page) -> dict[str, Any]:
+    page.click("#expand-all")
+    pairs = page.eval_on_selector_all("#tree .value", "els => els.map(e => [e.dataset.path, e.title])")
+    return {path: json.loads(title) for path, title in pairs}
+
+
+def test_tree_and_scrubbing_match_snapshot_at(page: Page, demo_log: Path, tmp_path: Path) -> None:
+    log = SessionLog.open(demo_log)
+    with serve(demo_log) as server:
+        open_page(page, server, len(log))
+        assert page.text_content("#length") == str(len(log))
+        assert shown_leaves(page) == leaves(log.snapshot_at(len(log)))
+        prompt = page.locator('#tree .value[data-path="/prompt"]')
+        assert prompt.text_content().endswith("…") and json.loads(prompt.get_attribute("title") or "") == LONG_PROMPT
+        page.screenshot(path=tmp_path / "state.png", full_page=True)
+
+        middle = len(log) // 2
+        go_to(page, middle)
+        assert shown_leaves(page) == leaves(log.snapshot_at(middle))
+        page.keyboard.press("ArrowLeft")
+        page.wait_for_function("n => document.getElementById('tree').dataset.seq === String(n)", arg=middle - 1)
+        assert shown_leaves(page) == leaves(log.snapshot_at(middle - 1))
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function("n => document.getElementById('tree').dataset.seq === String(n)", arg=middle)
+        assert page.text_content("#seq-entry") and log.entry(middle).name in (page.text_content("#seq-entry") or "")
+        page.screenshot(path=tmp_path / "scrubbed.png", full_page=True)
+
+
+def test_diff_between_two_seqs(page: Page, demo_log: Path, tmp_path: Path) -> None:
+    log = SessionLog.open(demo_log)
+    a, b = next(entry.seq for entry in log if entry.name == "use_model"), len(log)
+    with serve(demo_log) as server:
+        open_page(page, server, len(log))
+        page.click('#tabs [data-tab="diff"]')
+        page.fill("#diff-a", str(a))
+        page.fill("#diff-b", str(b))
+        page.click("#diff-run")
+        expected = log.diff(a, b)
+        rows = "#diff-patches tbody tr"
+        page.wait_for_function(f"n => document.querySelectorAll('{rows}').length === n", arg=len(expected))
+        paths = page.eval_on_selector_all(f"{rows} td:nth-child(2)", "tds => tds.map(t => t.textContent)")
+        assert paths == [patch["path"] or '""' for patch in expected]
+        changed = page.eval_on_selector_all(
+            "#diff-changed tbody tr", "trs => trs.map(tr => [...tr.cells].map(td => td.textContent))"
+        )
+        assert [row[0] for row in changed] == list(dict.fromkeys(patch["path"] for patch in expected))
+        row = next(row for row in changed if row[0] == "/llama/state")
+        assert json.loads(row[1]) == log.snapshot_at(a)["llama"]["state"]
+        assert json.loads(row[2]) == log.snapshot_at(b)["llama"]["state"]
+        page.screenshot(path=tmp_path / "diff.png", full_page=True)
+
+
+def test_who_changed_a_clicked_value(page: Page, demo_log: Path, tmp_path: Path) -> None:
+    log = SessionLog.open(demo_log)
+    with serve(demo_log) as server:
+        open_page(page, server, len(log))
+        page.click("#expand-all")
+        page.click('#tree .value[data-path="/llama/state"]')
+        expected = [entry.seq for entry in log.changes_to("/llama/state")]
+        page.wait_for_function("n => document.querySelectorAll('#who tbody tr').length === n", arg=len(expected))
+        seqs = page.eval_on_selector_all("#who tbody tr", "trs => trs.map(tr => Number(tr.dataset.seq))")
+        assert seqs == expected and len(seqs) >= 3  # loading, ready, generating, ...
+        assert f"{len(expected)} entries changed /llama/state" in (page.text_content("#who-summary") or "")
+        page.screenshot(path=tmp_path / "who.png", full_page=True)
+
+
+def test_timeline_filter(page: Page, demo_log: Path, tmp_path: Path) -> None:
+    log = SessionLog.open(demo_log)
+    with serve(demo_log) as server:
+        open_page(page, server, len(log))
+        rows = page.locator("#timeline tbody tr")
+        assert rows.count() == min(100, len(log))
+        page.fill("#filter", "use_model")
+        page.wait_for_function("() => document.querySelectorAll('#timeline tbody tr').length === 1")
+        assert rows.first.get_attribute("data-seq") == str(next(e.seq for e in log if e.name == "use_model"))
+        assert "use_model(" in (rows.first.text_content() or "") and "…" in (rows.first.text_content() or "")
+        page.screenshot(path=tmp_path / "timeline.png", full_page=True)
+
+
+def test_llm_panel(page: Page, demo_log: Path, tmp_path: Path) -> None:
+    log = SessionLog.open(demo_log)
+    final = log.snapshot_at(len(log))
+    with serve(demo_log) as server:
+        open_page(page, server, len(log))
+        page.click('#tabs [data-tab="llm"]')
+        card = page.locator('#llm .model[data-at="/llama"]')
+        card.wait_for()
+        assert card.locator(".llm-state").text_content() == final["llama"]["state"]
+        assert f"{final['llama']['tokens_generated']} tokens in 2 generations" in (card.text_content() or "")
+        points = card.locator("polyline").get_attribute("points") or ""
+        target = "/llama/tokens_per_second"
+        updates = [e for e in log.changes_to(target) if any(patch["path"] == target for patch in e.patches)]
+        assert len(points.split()) == len(updates) > 0
+        assert page.locator('#llm .store[data-at="/store"] tbody tr').count() == len(final["store"]["models"])
+        page.screenshot(path=tmp_path / "llm.png", full_page=True)
+
+
+def test_follows_a_live_tree_and_travels_in_time(page: Page, tmp_path: Path) -> None:
+    counter = Counter.create({})
+    with serve(counter, allow_time_travel=True) as server:
+        open_page(page, server, 0)
+        latencies = []
+        for n in range(1, 6):
+            started = time.perf_counter()
+            threading.Thread(target=counter.bump, args=(n,)).start()
+            page.wait_for_function("n => document.getElementById('tree').dataset.seq === String(n)", arg=n, polling=10)
+            latencies.append(time.perf_counter() - started)
+        assert shown_leaves(page) == leaves(get_snapshot(counter))
+        assert page.locator("#timeline tbody tr").count() == 5
+        assert statistics.median(latencies) <= 0.2, latencies
+        page.screenshot(path=tmp_path / "live.png", full_page=True)
+
+        go_to(page, 2)
+        page.click("#travel")
+        page.wait_for_function("() => document.getElementById('length').textContent === '6'")
+        assert get_snapshot(counter) == {"value": 3, "log": ["bumped by 1", "bumped by 2"]}
