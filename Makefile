@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SITE   := .site
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: demo test check lint typecheck docs bench clean
 
@@ -12,6 +13,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# The devtools tests drive Debian's chromium through Playwright (Playwright's browser downloads are not used).
+$(CHROMIUM):
+	apt-get update && apt-get install -y chromium
 
 demo: $(STAMP)
 	$(BIN)/mst-llm demo
@@ -27,7 +32,7 @@ typecheck: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir $(SITE)
 
-test: lint typecheck docs
+test: lint typecheck docs $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -16,8 +16,9 @@ from rich.text import Text
 from rich.tree import Tree
 
 from mst_llm.cli.common import debug_option, examples
-from mst_llm.core.jsonpatch import resolve_pointer
 from mst_llm.core.session import LogEntry, SessionLog
+from mst_llm.devtools.pointer import ABSENT, resolve
+from mst_llm.devtools.text import call_text, value_text
 
 
 @click.command(
@@ -27,6 +28,7 @@ from mst_llm.core.session import LogEntry, SessionLog
         "mst-llm replay session.jsonl --diff 3 9      the patches that turn state 3 into state 9",
         "mst-llm replay session.jsonl --path /llama/state",
         "mst-llm replay session.jsonl --follow        watch a running app's log",
+        "mst-llm replay session.jsonl --diff 3 9 --json   the same as JSON, for scripts (every view has --json)",
     )
 )
 @click.argument("log_path", metavar="LOG", type=click.Path(exists=True, dir_okay=False))
@@ -36,6 +38,13 @@ from mst_llm.core.session import LogEntry, SessionLog
 @click.option("--path", "json_path", metavar="POINTER", help="List the entries that changed a JSON pointer.")
 @click.option("--follow", is_flag=True, help="Print entries as they are appended to a live log.")
 @click.option("--idle-exit", type=float, metavar="SECONDS", help="With --follow: stop after this long idle.")
+@click.option(
+    "as_json",
+    "--json",
+    is_flag=True,
+    help="Print JSON: the snapshot (--at), the patches (--diff), the entries (--path, and one per line for "
+    "--follow), a summary object otherwise.",
+)
 @debug_option
 def replay(
     log_path: str,
@@ -45,6 +54,7 @@ def replay(
     json_path: str | None,
     follow: bool,
     idle_exit: float | None,
+    as_json: bool,
 ) -> None:
     """Inspect a session log written by mst_llm.record_session: summary, states, diffs, history of a path."""
     log = SessionLog.open(log_path)
@@ -54,33 +64,62 @@ def replay(
         Console(stderr=True).print(Text(note, style="yellow"))
     if at is not None:
         snapshot = log.snapshot_at(at)
-        if tree:
+        if tree and not as_json:
             console.print(_tree(f"state {at}", snapshot))
         else:
-            click.echo(json.dumps(snapshot, indent=2, ensure_ascii=False))
+            _echo_json(snapshot)
     elif diff is not None:
-        _print_diff(console, log.diff(*diff))
+        patches = log.diff(*diff)
+        _echo_json(patches) if as_json else _print_diff(console, patches)
     elif json_path is not None:
-        _print_path_history(console, log, json_path)
+        rows = _path_history(log, json_path)
+        _echo_json(rows) if as_json else _print_path_history(console, rows, json_path)
     elif follow:
-        _follow(console, log, idle_exit)
+        _follow(console, log, idle_exit, as_json)
     else:
-        _print_summary(console, log)
+        _echo_json(_summary(log)) if as_json else _print_summary(console, log)
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _entry_json(entry: LogEntry) -> dict[str, Any]:
+    return {
+        "seq": entry.seq,
+        "ts": entry.ts,
+        "action": entry.action,
+        "patches": entry.patches,
+        "inverse_patches": entry.inverse_patches,
+    }
 
 
 def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
-def _call(entry: LogEntry) -> str:
-    if entry.action is None:
-        return "(no action)"
-    args = ", ".join(json.dumps(arg, ensure_ascii=False) for arg in entry.action.get("args", []))
-    return f"{entry.action.get('path') or ''}.{entry.action['name']}({args})".lstrip(".")
+def _summary(log: SessionLog) -> dict[str, Any]:
+    """Entries, time span and actions by name: what the summary view prints."""
+    names: Counter[str] = Counter()
+    first = last = None
+    for entry in log:
+        names[entry.name or "(no action)"] += 1
+        first = entry.ts if first is None else first
+        last = entry.ts
+    header = {key: value for key, value in (log.header or {}).items() if key != "initial"}
+    return {
+        "file": str(log.path),
+        "header": header,
+        "entries": len(log),
+        "first_ts": first,
+        "last_ts": last,
+        "actions": dict(names.most_common()),
+    }
 
 
 def _print_summary(console: Console, log: SessionLog) -> None:
-    header = log.header or {}
+    summary = _summary(log)
+    header = summary["header"]
     console.print(Text(str(log.path), style="bold"))
     console.print(f"  root type      {header.get('root_type', '?')}")
     console.print(f"  recorded with  mst_llm {header.get('library_version', '?')}, format {header.get('version')}")
@@ -88,17 +127,12 @@ def _print_summary(console: Console, log: SessionLog) -> None:
     if header.get("meta") is not None:
         console.print(Text(f"  meta           {json.dumps(header['meta'], ensure_ascii=False)}"))
     console.print(f"  entries        {len(log)}")
-    names: Counter[str] = Counter()
-    first = last = None
-    for entry in log.iter_entries():
-        names[entry.name or "(no action)"] += 1
-        first = entry.ts if first is None else first
-        last = entry.ts
+    first, last = summary["first_ts"], summary["last_ts"]
     if first is not None and last is not None:
         console.print(f"  time span      {_when(first)} .. {_when(last)} ({last - first:.3f} s)")
-    if names:
+    if summary["actions"]:
         table = Table("action", "count", title="actions by name", title_justify="left")
-        for name, count in names.most_common():
+        for name, count in summary["actions"].items():
             table.add_row(Text(name), str(count))
         console.print(table)
 
@@ -112,39 +146,53 @@ def _print_diff(console: Console, patches: list[dict[str, Any]]) -> None:
     console.print(f"{len(patches)} patches")
 
 
-def _print_path_history(console: Console, log: SessionLog, json_path: str) -> None:
+def _path_history(log: SessionLog, json_path: str) -> list[dict[str, Any]]:
+    """The entries that changed ``json_path``, each with the value there before and after it (a key is left
+    out where the path did not exist)."""
     wanted = {entry.seq for entry in log.changes_to(json_path)}
-    table = Table("seq", "time", "action", "before", "after")
+    rows = []
     previous = log.snapshot_at(0)
     for entry, snapshot in log.states():
         if entry.seq in wanted:
-            table.add_row(
-                str(entry.seq),
-                _when(entry.ts),
-                Text(_call(entry)),
-                Text(_value_at(previous, json_path)),
-                Text(_value_at(snapshot, json_path)),
-            )
+            values = {"before": resolve(previous, json_path), "after": resolve(snapshot, json_path)}
+            rows.append({**_entry_json(entry), **{key: value for key, value in values.items() if value is not ABSENT}})
         previous = snapshot
+    return rows
+
+
+def _print_path_history(console: Console, rows: list[dict[str, Any]], json_path: str) -> None:
+    table = Table("seq", "time", "action", "before", "after")
+    for column in table.columns:
+        column.no_wrap = True  # one line per entry; long values are shortened, --json has them whole
+    for row in rows:
+        table.add_row(
+            str(row["seq"]),
+            _when(row["ts"]),
+            Text(call_text(row["action"], 60)),
+            Text(_shown(row.get("before", ABSENT))),
+            Text(_shown(row.get("after", ABSENT))),
+        )
     console.print(table)
-    console.print(Text(f"{len(wanted)} entries changed {json_path}"))
+    console.print(Text(f"{len(rows)} entries changed {json_path}"))
 
 
-def _value_at(snapshot: Any, json_path: str) -> str:
-    try:
-        return json.dumps(resolve_pointer(snapshot, json_path), ensure_ascii=False)
-    except KeyError:
-        return "(absent)"
+def _shown(value: Any) -> str:
+    return "(absent)" if value is ABSENT else value_text(value, 40)
 
 
-def _follow(console: Console, log: SessionLog, idle_exit: float | None) -> None:
+def _follow(console: Console, log: SessionLog, idle_exit: float | None, as_json: bool) -> None:
     printed = max(0, len(log) - 10)
     idle_since = time.monotonic()
     try:
         while True:
             for entry in log.iter_entries(printed + 1):
-                line = f"{entry.seq:>8}  {_when(entry.ts)}  {_call(entry)}  ({len(entry.patches)} patches)"
-                console.print(Text(line))
+                if as_json:
+                    click.echo(json.dumps(_entry_json(entry), ensure_ascii=False))
+                else:
+                    line = (
+                        f"{entry.seq:>8}  {_when(entry.ts)}  {call_text(entry.action)}  ({len(entry.patches)} patches)"
+                    )
+                    console.print(Text(line))
                 printed = entry.seq
             if log.refresh():
                 idle_since = time.monotonic()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mst_llm import action, model, record_session
+from mst_llm import SessionLog, action, model, record_session
 from mst_llm.cli import main
 
 
@@ -116,3 +116,38 @@ def test_torn_log_is_reported(log_path: Path) -> None:
     log_path.write_bytes(log_path.read_bytes()[:-5])
     code, out, err = invoke("replay", str(log_path))
     assert code == 0 and "torn last line" in err and "entries        2" in out
+
+
+def test_every_view_prints_json(log_path: Path) -> None:
+    log = SessionLog.open(log_path)
+    code, out, _ = invoke("replay", str(log_path), "--at", "2", "--json")
+    assert code == 0 and json.loads(out) == log.snapshot_at(2)
+    code, out, _ = invoke("replay", str(log_path), "--at", "2", "--tree", "--json")
+    assert code == 0 and json.loads(out) == log.snapshot_at(2)
+    code, out, _ = invoke("replay", str(log_path), "--diff", "3", "0", "--json")
+    assert code == 0 and json.loads(out) == log.diff(3, 0)
+    code, out, _ = invoke("replay", str(log_path), "--path", "/history/1", "--json")
+    rows = json.loads(out)
+    assert code == 0 and [row["seq"] for row in rows] == [3]
+    assert rows[0]["action"] == {"name": "bump", "path": "", "args": [-5]} and rows[0]["after"] == -3
+    assert "before" not in rows[0]  # the path did not exist before entry 3
+    code, out, _ = invoke("replay", str(log_path), "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["entries"] == 3 and summary["actions"] == {"bump": 2, "relabel": 1}
+    assert summary["header"]["meta"] == {"user": "ann"} and "initial" not in summary["header"]
+    code, out, _ = invoke("replay", str(log_path), "--follow", "--json", "--idle-exit", "0.2")
+    assert code == 0 and [json.loads(line)["seq"] for line in out.splitlines()] == [1, 2, 3]
+
+
+def test_path_rows_stay_on_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "long.jsonl"
+    counter = Counter.create({})
+    with record_session(counter, path):
+        counter.relabel("a long label " * 40)
+        counter.relabel("short")
+    result = CliRunner().invoke(main, ["replay", str(path), "--path", "/label"], terminal_width=120)
+    lines = result.stdout.splitlines()
+    rows = [line for line in lines if "relabel(" in line]
+    assert result.exit_code == 0 and len(rows) == 2, result.stdout
+    assert "…" in rows[0] and '"short"' in rows[1]
+    assert "2 entries changed /label" in result.stdout

@@ -1,0 +1,129 @@
+"""The devtools server without a browser: token and Host checks, read-only by default, paging a big log, the
+``mst-llm devtools`` command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mst_llm import SessionLog, action, model, record_session
+from mst_llm.core.session import checkpoint_line, entry_line, header_line
+from mst_llm.devtools import DevtoolsError, serve
+
+
+@model
+class Counter:
+    value: int = 0
+
+    @action
+    def bump(self) -> None:
+        self.value += 1
+
+
+@pytest.fixture
+def log_path(tmp_path: Path) -> Path:
+    path = tmp_path / "s.jsonl"
+    counter = Counter.create({})
+    with record_session(counter, path):
+        for _ in range(3):
+            counter.bump()
+    return path
+
+
+def base(url: str) -> str:
+    return url.split("?")[0]
+
+
+def test_every_request_needs_the_token(log_path: Path) -> None:
+    with serve(log_path) as server:
+        root = base(server.url)
+        assert httpx.get(server.url).status_code == 200
+        assert httpx.get(f"{root}api/info", params={"token": server.token}).json()["length"] == 3
+        assert httpx.get(f"{root}api/info", headers={"X-Devtools-Token": server.token}).status_code == 200
+        for path in ("", "api/info", "api/state?seq=1", "api/events", "static/app.js"):
+            assert httpx.get(root + path).status_code == 403, path
+            assert httpx.get(root + path, params={"token": "x" + server.token}).status_code == 403, path
+
+
+def test_a_foreign_host_header_is_refused(log_path: Path) -> None:
+    with serve(log_path) as server:
+        params = {"token": server.token}
+        url = f"{base(server.url)}api/info"
+        assert httpx.get(url, params=params, headers={"Host": f"localhost:{server.port}"}).status_code == 200
+        assert httpx.get(url, params=params, headers={"Host": f"attacker.example:{server.port}"}).status_code == 400
+
+
+def test_read_only_unless_time_travel_is_allowed(log_path: Path) -> None:
+    counter = Counter.create({})
+    with serve(log_path) as server:
+        answer = httpx.post(f"{base(server.url)}api/travel", params={"token": server.token, "seq": 1})
+        assert answer.status_code == 403 and "read-only" in answer.json()["error"]
+    with serve(counter) as server:
+        answer = httpx.post(f"{base(server.url)}api/travel", params={"token": server.token, "seq": 0})
+        assert answer.status_code == 403
+    counter.bump()
+    with serve(counter, allow_time_travel=True) as server:
+        counter.bump()
+        answer = httpx.post(f"{base(server.url)}api/travel", params={"token": server.token, "seq": 0})
+        assert answer.status_code == 200 and counter.value == 1  # state 0: the tree when serving began
+
+
+def test_binding_elsewhere_warns(log_path: Path) -> None:
+    with pytest.warns(UserWarning, match="not only on this machine"), serve(log_path, host="0.0.0.0") as server:
+        answer = httpx.get(f"http://127.0.0.1:{server.port}/api/info", params={"token": server.token})
+        assert answer.status_code == 200
+
+
+def test_bad_sources_and_requests(tmp_path: Path, log_path: Path) -> None:
+    with pytest.raises(DevtoolsError, match="no session log"):
+        serve(tmp_path / "missing.jsonl")
+    with pytest.raises(DevtoolsError, match="only session-log files and live trees"):
+        serve("redis://localhost/stream")
+    with serve(SessionLog.open(log_path)) as server:
+        answer = httpx.get(f"{base(server.url)}api/state", params={"token": server.token, "seq": 9})
+        assert answer.status_code == 400 and "out of range" in answer.json()["error"]
+
+
+def test_a_big_log_is_served_a_page_at_a_time(tmp_path: Path) -> None:
+    path = tmp_path / "big.jsonl"
+    entries = 100_000
+    with open(path, "wb") as file:
+        file.write(header_line("Counter", {"value": 0}, None))
+        for seq in range(1, entries + 1):
+            patch = [{"op": "replace", "path": "/value", "value": seq}]
+            name = "bump" if seq % 10 else "reset"
+            file.write(entry_line(seq, seq, {"name": name, "path": "", "args": []}, patch, patch))
+            if seq % 1000 == 0:
+                file.write(checkpoint_line(seq, seq, {"value": seq}))
+    with serve(path) as server:
+        client = httpx.Client(base_url=base(server.url), params={"token": server.token}, timeout=30)
+        started = time.perf_counter()
+        page = client.get("api/entries", params={"offset": entries - 100, "limit": 100}).json()
+        state = client.get("api/state", params={"seq": 54_321}).json()
+        assert time.perf_counter() - started < 2
+        assert page["total"] == entries and [row["seq"] for row in page["entries"]] == list(range(99_901, 100_001))
+        assert state["state"] == {"value": 54_321}
+        assert len(client.get("api/entries", params={"limit": 10**6}).json()["entries"]) == 500
+        resets = client.get("api/entries", params={"action": "reset", "offset": 0, "limit": 5}).json()
+        assert resets["total"] == entries // 10 and [row["seq"] for row in resets["entries"]] == [10, 20, 30, 40, 50]
+
+
+def test_the_command_prints_the_url_and_serves(log_path: Path) -> None:
+    command = [sys.executable, "-m", "mst_llm.cli", "devtools", str(log_path)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as child:
+        try:
+            assert child.stdout is not None
+            line = child.stdout.readline()
+            assert line.startswith("devtools: http://127.0.0.1:") and "token=" in line
+            url = line.split()[-1]
+            token = url.split("token=")[1]
+            assert httpx.get(f"{base(url)}api/info", params={"token": token}).json()["root_type"] == "Counter"
+        finally:
+            child.terminate()
+    code = subprocess.run([*command[:4], "--demo", str(log_path)], capture_output=True, text=True).returncode
+    assert code == 2  # a file or --demo, not both
