@@ -1,18 +1,24 @@
 """Download throughput (with sha256) vs `curl -o` on loopback, progress patch rate, event-loop lateness; prints JSON.
 
-Usage: python benchmarks/download.py [--mib 512] [--rounds 2]
+Usage: python benchmarks/download.py [--mib 512] [--rounds 5] [--debug-rounds 1]
 
 The HTTP server runs in its own process (``tests/llm/http_server.py``), so the downloader and curl face the same
-server and neither shares a GIL with it.
+server and neither shares a GIL with it. Rounds alternate ours and curl; the ratio is reported per round, as the
+median and as its spread (min, max), with the load average before and after (a busy machine makes rounds swing).
+The debug rounds (not timed) run one more download in asyncio's debug mode with ``slow_callback_duration = 0.02``
+and report every callback or task step that held the event loop longer than that.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
+import logging
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -79,11 +85,39 @@ async def ours(url: str, data_size: int, sha: str, directory: Path) -> dict[str,
     return {"seconds": elapsed, "progress_patches_per_s": patches / elapsed, "timer_late_max_ms": worst * 1000}
 
 
+class _SlowCallbacks(logging.Handler):
+    """Collects asyncio debug mode's "Executing <step> took N seconds" warnings."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("Executing"):
+            self.messages.append(message)
+
+
+async def ours_in_debug_mode(url: str, data_size: int, sha: str, directory: Path) -> list[str]:
+    """One store download in asyncio debug mode; the event-loop steps that took longer than 20 ms."""
+    asyncio.get_running_loop().slow_callback_duration = 0.02
+    handler = _SlowCallbacks()
+    logger = logging.getLogger("asyncio")
+    logger.addHandler(handler)
+    try:
+        await ours(url, data_size, sha, directory)
+    finally:
+        logger.removeHandler(handler)
+    return [message[:160] + " ... " + message.rsplit(" took ", 1)[-1] for message in handler.messages]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mib", type=int, default=512)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--debug-rounds", type=int, default=1)
     args = parser.parse_args()
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         head = write_tiny_llama(Path(tmp) / "tiny.gguf").read_bytes()  # a valid header, then random padding
     data = head + os.urandom((args.mib << 20) - len(head))
@@ -110,19 +144,25 @@ def main() -> None:
                     subprocess.run([curl, "-s", "-o", str(Path(tmp) / "curl.bin"), url], check=True)
                     results["curl_mib_s"].append(args.mib / (time.perf_counter() - start))
                     (Path(tmp) / "curl.bin").unlink()
-    best_ours = max(results["ours_mib_s"])
-    best_curl = max(results["curl_mib_s"]) if results["curl_mib_s"] else None
+            slow: list[str] = []
+            for round_ in range(args.debug_rounds):
+                target = Path(tmp) / f"debug{round_}"
+                slow += anyio.run(ours_in_debug_mode, url, size, sha, target, backend_options={"debug": True})
+                shutil.rmtree(target)
+    ratios = [mine / theirs for mine, theirs in zip(results["ours_mib_s"], results["curl_mib_s"], strict=False)]
     summary = {
         "file_mib": args.mib,
         "rounds": args.rounds,
+        "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "ours_mib_s": [round(value, 1) for value in results["ours_mib_s"]],
         "curl_mib_s": [round(value, 1) for value in results["curl_mib_s"]] if curl else "curl missing",
-        "ratio_best": round(best_ours / best_curl, 3) if best_curl else None,
-        "ratio_per_round": [
-            round(mine / theirs, 3) for mine, theirs in zip(results["ours_mib_s"], results["curl_mib_s"], strict=False)
-        ],
+        "ratio_per_round": [round(ratio, 3) for ratio in ratios],
+        "ratio_median": round(statistics.median(ratios), 3) if ratios else None,
+        "ratio_spread_min_max": [round(min(ratios), 3), round(max(ratios), 3)] if ratios else None,
         "progress_patches_per_s_max": round(max(results["patches_per_s"]), 2),
         "timer_late_max_ms": round(max(results["late_ms"]), 2),
+        "debug_rounds": args.debug_rounds,
+        "slow_callbacks_over_20ms": slow,
     }
     print(json.dumps(summary, indent=2))
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hashlib
+import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -76,11 +79,20 @@ def test_server_ignoring_range_restarts_from_zero(server: FileServer, tmp_path: 
     assert final.read_bytes() == DATA and result.transferred == len(DATA) + (1 << 20)
 
 
-def test_early_writeback_keeps_resume_and_restart_byte_exact(
+def test_flushing_while_writing_keeps_resume_and_restart_byte_exact(
     server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Writeback started every few KiB (and pages dropped) must not change the bytes, the offsets or the hash."""
-    monkeypatch.setattr(download, "WRITEBACK_EVERY", 4096)
+    """fdatasync racing the writer every 64 KiB (and a truncate for the restart) must not change the bytes, the
+    offsets or the hash."""
+    monkeypatch.setattr(download, "BATCH", 64 << 10)
+    flushes: list[int] = []
+    original = download._Sink.flush
+
+    def counted(self: download._Sink) -> None:
+        flushes.append(self.offset)
+        original(self)
+
+    monkeypatch.setattr(download._Sink, "flush", counted)
     server.fault("m.gguf", Fault(drop_after=(1 << 20) + 123))
     server.fault("m.gguf", Fault(drop_after=1 << 20, ignore_range=True))
     final = tmp_path / "m.gguf"
@@ -88,6 +100,7 @@ def test_early_writeback_keeps_resume_and_restart_byte_exact(
     assert final.read_bytes() == DATA and result.sha256 == SHA and result.size == len(DATA)
     assert server.log[1].range == f"bytes={(1 << 20) + 123}-" and server.log[1].status == 200
     assert server.log[2].range == f"bytes={1 << 20}-" and server.log[2].status == 206
+    assert len(flushes) >= 4 and flushes != sorted(flushes)  # flushed during each attempt, and after the restart
 
 
 def test_stall_is_detected_and_resumed(server: FileServer, tmp_path: Path) -> None:
@@ -281,3 +294,129 @@ def test_download_works_on_trio(server: FileServer, tmp_path: Path) -> None:
     final = tmp_path / "m.gguf"
     result = anyio.run(lambda: fast().download(server.url("m.gguf"), final, sha256=SHA), backend="trio")
     assert final.read_bytes() == DATA and result.sha256 == SHA and result.transferred == len(DATA)
+
+
+_audit_listeners: list[Callable[[str, tuple[object, ...]], None]] = []
+
+
+def _audit(event: str, args: tuple[object, ...]) -> None:
+    for listener in _audit_listeners:
+        listener(event, args)
+
+
+sys.addaudithook(_audit)  # hooks cannot be removed: one forwards to the listeners of the test that runs
+
+
+@contextmanager
+def _listening(listener: Callable[[str, tuple[object, ...]], None]) -> Iterator[None]:
+    _audit_listeners.append(listener)
+    try:
+        yield
+    finally:
+        _audit_listeners.remove(listener)
+
+
+def _touches(args: tuple[object, ...], directory: Path) -> bool:
+    return any(isinstance(arg, (str, Path)) and str(arg).startswith(str(directory)) for arg in args)
+
+
+@pytest.fixture
+def file_operations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, int]]]:
+    """Every file operation on ``tmp_path`` while the test runs, with the thread it ran in: opens (the part file,
+    sidecars, the directory for its fsync), renames, unlinks, mkdirs, fsyncs, flushes and closes of the part file."""
+    seen: list[tuple[str, int]] = []
+
+    def listener(event: str, args: tuple[object, ...]) -> None:
+        if event in ("open", "os.rename", "os.remove", "os.mkdir") and _touches(args, tmp_path):
+            seen.append((event, threading.get_ident()))
+
+    def recorded(name: str, function: Callable[..., object]) -> Callable[..., object]:
+        def wrapper(*args: object) -> object:
+            seen.append((name, threading.get_ident()))
+            return function(*args)
+
+        return wrapper
+
+    monkeypatch.setattr(os, "fsync", recorded("fsync", os.fsync))
+    monkeypatch.setattr(download, "_fdatasync", recorded("fdatasync", download._fdatasync))
+    monkeypatch.setattr(download._Sink, "close", recorded("close", download._Sink.close))
+    with _listening(listener):
+        yield seen
+
+
+@pytest.mark.parametrize("outcome", ["resumed", "mismatch", "cancelled"])
+def test_every_file_operation_runs_off_the_event_loop_thread(
+    server: FileServer, tmp_path: Path, file_operations: list[tuple[str, int]], outcome: str
+) -> None:
+    """Open, sidecar writes and renames, flushes, fsyncs, deletes and closes all run in worker threads."""
+    server.fault("m.gguf", Fault(drop_after=1 << 20))
+    final = tmp_path / "sub" / "m.gguf"
+
+    async def main() -> int:
+        if outcome == "cancelled":
+            server.rate = 4 << 20
+            with anyio.move_on_after(0.5):
+                await fast().download(server.url("m.gguf"), final, size=len(DATA))
+        elif outcome == "mismatch":
+            with pytest.raises(ChecksumMismatchError):
+                await fast().download(server.url("m.gguf"), final, sha256="0" * 64)
+        else:
+            await fast().download(server.url("m.gguf"), final, size=len(DATA), sha256=SHA)
+        return threading.get_ident()
+
+    loop_thread = anyio.run(main)  # the test's own checks below run on this thread too
+    on_loop = [kind for kind, thread in file_operations if thread == loop_thread]
+    kinds = {kind for kind, _ in file_operations}
+    assert {"open", "os.rename", "close"} <= kinds  # the part file, the sidecar and its replace
+    if outcome == "resumed":
+        assert {"os.mkdir", "fdatasync", "fsync", "os.remove"} <= kinds and final.read_bytes() == DATA
+    elif outcome == "mismatch":
+        assert "os.remove" in kinds and not part_path(final).exists()
+    else:
+        record = read_sidecar(final)
+        assert record is not None and record["offset"] == part_path(final).stat().st_size > 0
+    assert on_loop == []
+
+
+def test_no_step_holds_the_event_loop_while_the_disk_is_slow(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A disk under writeback pressure (every file operation takes 30 ms here) must not freeze the app: asyncio's
+    debug mode reports no step over 20 ms, except the deliberately slow control step that proves it is listening."""
+    delay = 0.03
+
+    def slow_disk(event: str, args: tuple[object, ...]) -> None:
+        if event in ("open", "os.rename", "os.remove", "os.mkdir") and _touches(args, tmp_path):
+            time.sleep(delay)
+
+    def slowed(function: Callable[..., object]) -> Callable[..., object]:
+        def wrapper(*args: object) -> object:
+            time.sleep(delay)
+            return function(*args)
+
+        return wrapper
+
+    for name in ("write", "flush", "close", "hash", "restart"):
+        monkeypatch.setattr(download._Sink, name, slowed(getattr(download._Sink, name)))
+    monkeypatch.setattr(os, "fsync", slowed(os.fsync))
+    monkeypatch.setattr(download, "CHUNK", 64 << 10)
+    server.fault("m.gguf", Fault(drop_after=1 << 20))
+    final = tmp_path / "m.gguf"
+
+    async def main() -> None:
+        asyncio.get_running_loop().slow_callback_duration = 0.02
+
+        async def control() -> None:
+            await anyio.sleep(0.05)
+            time.sleep(delay)  # the one step that must be reported
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(control)
+            await fast().download(server.url("m.gguf"), final, size=len(DATA), sha256=SHA)
+
+    caplog.set_level(logging.WARNING, logger="asyncio")
+    with _listening(slow_disk):
+        anyio.run(main, backend="asyncio", backend_options={"debug": True})
+    slow = [record.getMessage() for record in caplog.records if record.getMessage().startswith("Executing")]
+    assert final.read_bytes() == DATA
+    assert len(slow) == 1 and "control" in slow[0], slow
