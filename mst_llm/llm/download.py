@@ -423,6 +423,19 @@ def _direct_stream(response: httpx.Response) -> httpcore.AsyncNetworkStream | No
     return stream
 
 
+def _widen_transport(stream: httpcore.AsyncNetworkStream) -> None:
+    """Let asyncio receive up to ``READ_SIZE`` bytes per socket read on this connection (the default is 256 KiB).
+
+    Under asyncio each read is a selector callback, a task wake-up and two ``epoll_ctl`` calls through anyio:
+    1 MiB reads cut the event loop's CPU time per 256 MiB from 0.26-0.29 s to 0.16-0.23 s (2-core VM). The
+    transport belongs to this connection only, which is dropped after the body. Where the internals differ (trio,
+    TLS, another version) this does nothing: trio already reads what ``_body`` asks for.
+    """
+    transport = getattr(getattr(stream, "_stream", None), "_transport", None)
+    if isinstance(getattr(transport, "max_size", None), int):
+        transport.max_size = max(transport.max_size, READ_SIZE)  # type: ignore[union-attr]
+
+
 @contextlib.contextmanager
 def _as_httpx_errors(request: httpx.Request) -> Iterator[None]:
     """Raise httpcore's read failures as the httpx errors the retry loop handles (timeout: the stall watchdog)."""
@@ -451,6 +464,7 @@ async def _body(response: httpx.Response) -> AsyncGenerator[bytes, None]:
                 break
         if stream is None:
             return
+        _widen_transport(stream)
         remaining = int(response.headers["content-length"]) - response.num_bytes_downloaded
         timeout = response.request.extensions.get("timeout", {}).get("read")
         while remaining > 0:
