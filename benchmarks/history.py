@@ -30,7 +30,7 @@ for entry in (_HERE.parent, _HERE):
 from core import Store, best_of, check, make_snapshot, timed  # noqa: E402
 
 from mst_llm import SessionLog, UndoManager, get_snapshot, on_commit, on_patch, record_session  # noqa: E402
-from mst_llm.core.session import checkpoint_line, entry_line, header_line  # noqa: E402
+from mst_llm.core.ops.sessions import checkpoint_line, entry_line, header_line  # noqa: E402
 
 
 def _toggle_all(state: tuple[Store, Any]) -> None:

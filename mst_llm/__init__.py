@@ -1,8 +1,14 @@
 """mst_llm: MobX-State-Tree for Python, and a home for local LLMs in it."""
 
+from mst_llm._version import __version__
 from mst_llm.core import types
-from mst_llm.core.api import (
-    ActionCall,
+from mst_llm.core.base.pointer import escape_json_path, json_patch_path, unescape_json_path
+from mst_llm.core.kinds.model import ModelNode, model
+from mst_llm.core.ops.history import TimeTraveller, UndoManager, record_patches
+from mst_llm.core.ops.patches import apply_patch, on_patch
+from mst_llm.core.ops.sessions import SessionLog, record_session
+from mst_llm.core.ops.snapshots import apply_snapshot, get_snapshot, on_snapshot
+from mst_llm.core.ops.tree import (
     add_middleware,
     apply_action,
     clone,
@@ -31,13 +37,10 @@ from mst_llm.core.api import (
     unprotect,
     walk,
 )
-from mst_llm.core.history import TimeTraveller, UndoManager, record_patches
-from mst_llm.core.model import ModelNode, action, flow, model, view
-from mst_llm.core.patch import apply_patch, on_patch
-from mst_llm.core.pointer import escape_json_path, json_patch_path, unescape_json_path
-from mst_llm.core.session import SessionLog, record_session
-from mst_llm.core.snapshot import apply_snapshot, get_snapshot, on_snapshot
-from mst_llm.core.transaction import Commit
+from mst_llm.core.state.actions import ActionCall
+from mst_llm.core.state.flows import flow
+from mst_llm.core.state.reactivity import view
+from mst_llm.core.state.transaction import Commit, action
 from mst_llm.errors import (
     CatalogError,
     ChatTemplateError,
@@ -60,8 +63,6 @@ from mst_llm.errors import (
     ValidationError,
     WorkerDiedError,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ActionCall",

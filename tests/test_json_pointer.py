@@ -27,9 +27,9 @@ from mst_llm import (
     unescape_json_path,
     unprotect,
 )
-from mst_llm.core.frozen import freeze
-from mst_llm.core.jsonpatch import apply_in_place, apply_persistent, resolve_pointer
-from mst_llm.core.pointer import list_index, split_json_path
+from mst_llm.core.base.frozen import freeze
+from mst_llm.core.base.pointer import list_index, split_json_path
+from mst_llm.core.ops.jsonpatch import apply_in_place, apply_persistent, resolve_pointer
 
 
 @model

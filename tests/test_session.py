@@ -27,7 +27,7 @@ from mst_llm import (
     unprotect,
 )
 from mst_llm import types as t
-from mst_llm.core.frozen import FrozenDict
+from mst_llm.core.base.frozen import FrozenDict
 from tests.schema import EXPECTED_ERRORS, Op, op_sequences, run_op
 from tests.schema import Store as SchemaStore
 

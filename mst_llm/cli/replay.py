@@ -16,7 +16,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from mst_llm.cli.common import debug_option, examples
-from mst_llm.core.session import LogEntry, SessionLog
+from mst_llm.core.ops.sessions import LogEntry, SessionLog
 from mst_llm.devtools.pointer import ABSENT, resolve
 from mst_llm.devtools.text import call_text, value_text
 

@@ -31,7 +31,9 @@ CHROMIUM_ARGS = [
 LONG_PROMPT = "Tell me everything about state trees. " * 8  # longer than the page shows in full
 
 
-@pytest.fixture(scope="session")
+# package scope: Playwright's sync API keeps an event loop running in this thread until it stops, and tests
+# after these ones start event loops of their own
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     assert CHROMIUM.is_file(), "Debian's chromium is missing: `make test` installs it (apt-get install chromium)"
     with sync_playwright() as playwright:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from mst_llm import SessionLog, action, model, record_session
-from mst_llm.core.session import checkpoint_line, entry_line, header_line
+from mst_llm.core.ops.sessions import checkpoint_line, entry_line, header_line
 from mst_llm.devtools import DevtoolsError, serve
 
 

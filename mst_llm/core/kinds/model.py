@@ -1,57 +1,103 @@
-"""@model, @action, @view and @flow: annotated classes become attrs classes whose instances are tree nodes.
+"""Models: ``@model`` turns an annotated class into an attrs class whose instances are tree nodes, and
+ModelType is the type of such a class.
 
-Fields are attrs slots guarded by descriptors: reads are plain slot reads (plus dependency tracking while a
-view computes); writes go through the transaction (see write.py).
+Fields are attrs slots guarded by descriptors: reads are plain slot reads (plus dependency tracking while a view
+computes); writes go through the write path (state/write.py) inside the running transaction.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
-import itertools
 import sys
-import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, Self, TypeVar, dataclass_transform
 
-import anyio
 import attrs
 
-from mst_llm.core import collections, lifecycle, reactivity
-from mst_llm.core.collections import STRUCTURE, _adopt
-from mst_llm.core.compile import compile_build, compile_snapshot, compile_validate
-from mst_llm.core.frozen import FrozenDict
-from mst_llm.core.lifecycle import register_safe_ref
-from mst_llm.core.node import ModelNodeBase, Tree, check_unique_ids, is_node, register_subtree
-from mst_llm.core.reactivity import Computed
-from mst_llm.core.transaction import FlowSegment, run_action, run_bare, write_tx
-from mst_llm.core.types import (
+from mst_llm.core.base import context
+from mst_llm.core.base.frozen import FrozenDict
+from mst_llm.core.kinds.annotations import registry, to_type
+from mst_llm.core.kinds.base import (
     MISSING,
-    DictType,
+    Errors,
     FrozenType,
     IdentifierType,
-    ListType,
-    ModelType,
     Nullable,
-    ReferenceType,
     Type,
     Volatile,
     WithDefault,
+    _kind,
+    _show,
     _unwrap,
-    is_resolvable,
-    reference_type_of,
-    resolve_reference,
+    _validate_node_value,
     strip_late,
-    to_type,
 )
-from mst_llm.core.write import write
+from mst_llm.core.kinds.compile import compile_build, compile_snapshot, compile_validate
+from mst_llm.core.kinds.container import adopt
+from mst_llm.core.kinds.dict import DictType
+from mst_llm.core.kinds.list import ListType
+from mst_llm.core.kinds.reference import ReferenceType, is_resolvable, reference_type_of, resolve_reference
+from mst_llm.core.state import lifecycle, reactivity
+from mst_llm.core.state.lifecycle import register_safe_ref
+from mst_llm.core.state.node import ModelNodeBase, Tree, check_unique_ids, is_node, register_subtree
+from mst_llm.core.state.reactivity import STRUCTURE
+from mst_llm.core.state.transaction import run_action, run_bare, write_tx
+from mst_llm.core.state.write import write
 from mst_llm.errors import InvalidReferenceError, ValidationError
 
 C = TypeVar("C", bound=type)
-F = TypeVar("F", bound=Callable[..., Any])
 
-# Every model class by name, so that string annotations resolve even for classes defined inside functions.
-registry: weakref.WeakValueDictionary[str, type] = weakref.WeakValueDictionary()
+
+class ModelType(Type):
+    """The type of an @model class (held by the class as ``_mst_type``)."""
+
+    is_node = True
+    is_plain = False
+    is_model = True
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+        self.name = cls.__name__
+
+    @property
+    def id_field(self) -> str | None:
+        """The name of the identifier field, or None."""
+        cls: Any = self.cls
+        cls._mst_prepare()
+        return cls._mst_id_field  # type: ignore[no-any-return]
+
+    def validate(self, value: Any, path: str, errors: Errors) -> None:
+        cls: Any = self.cls
+        if isinstance(value, cls):
+            _validate_node_value(value, path, errors)
+            return
+        if type(value) is dict or isinstance(value, Mapping):
+            cls._mst_validate(value, path, errors)
+            return
+        if is_node(value):
+            errors.append((path, f"expected a {self.name}, got a {type(value).__name__} node"))
+        else:
+            errors.append((path, f"expected a {self.name} snapshot (a mapping), got {_kind(value)} {_show(value)}"))
+
+    def create(self, value: Any) -> Any:
+        if isinstance(value, self.cls):
+            return value
+        return self.cls._mst_build(value)  # type: ignore[attr-defined]
+
+    def snapshot(self, stored: Any) -> Any:
+        snapshot = stored._snap
+        return stored._mst_snapshot() if snapshot is None else snapshot
+
+    def reconciles(self, current: Any, value: Any) -> bool:
+        if type(current) is not self.cls or not isinstance(value, Mapping) or isinstance(value, self.cls):
+            return False
+        id_field = self.id_field
+        if id_field is None:
+            return True
+        return bool(getattr(current, id_field) == value.get(id_field, MISSING))
+
+    def models(self) -> list[Type]:
+        return [self]
 
 
 class FieldSpec:
@@ -123,8 +169,8 @@ class _Field:
     def __get__(self, node: Any, owner: Any = None) -> Any:
         if node is None:
             return self
-        if reactivity._tracker is not None:
-            reactivity._tracker.add((node, self.name))
+        if context.tracker is not None:
+            context.tracker.add((node, self.name))
         return self.get(node)
 
     def __set__(self, node: Any, value: Any) -> None:
@@ -148,7 +194,7 @@ class _ContainerField(_Field):
         if node is None:
             return self
         value = self.get(node)
-        tracker = reactivity._tracker
+        tracker = context.tracker
         if tracker is not None:
             tracker.add((node, self.name))
             if value is not None:
@@ -174,8 +220,8 @@ class _ReferenceField(_Field):
     def __get__(self, node: Any, owner: Any = None) -> Any:
         if node is None:
             return self
-        if reactivity._tracker is not None:
-            reactivity._tracker.add((node, self.name))
+        if context.tracker is not None:
+            context.tracker.add((node, self.name))
         ident = self.get(node)
         if ident is None:
             return None
@@ -219,47 +265,6 @@ _DESCRIPTORS = {
     "reference": _ReferenceField,
     "volatile": _VolatileField,
 }
-
-
-class _View:
-    """A cached computed property."""
-
-    __slots__ = ("fn", "name")
-
-    def __init__(self, fn: Callable[[Any], Any]) -> None:
-        self.fn = fn
-        self.name = fn.__name__
-
-    def __get__(self, node: Any, owner: Any = None) -> Any:
-        if node is None:
-            return self
-        views = node._views
-        if views is None:
-            views = node._views = {}
-        computed = views.get(self.name)
-        if computed is None:
-            computed = views[self.name] = Computed(node, self.fn)
-        return computed.get()
-
-    def __set__(self, node: Any, value: Any) -> None:
-        raise AttributeError(f"view {self.name!r} is read-only")
-
-
-def view(fn: Callable[[Any], Any]) -> Any:
-    """Turn a method into a computed property, cached until something it read changes."""
-    return _View(fn)
-
-
-def action(fn: F) -> F:
-    """Make a method an action: the only way to change a protected tree; atomic; one transaction."""
-    name = fn.__name__
-
-    @functools.wraps(fn)
-    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return run_action(self, name, fn, args, kwargs)
-
-    run._mst_action = True  # type: ignore[attr-defined]
-    return run  # type: ignore[return-value]
 
 
 class ModelNode(ModelNodeBase):
@@ -334,7 +339,7 @@ class ModelNode(ModelNodeBase):
         )
         # the generated hot-path functions replace the generic entry points below
         validate = compile_validate(cls, cls._mst_specs, _unknown_fields(cls))
-        build = compile_build(cls, cls._mst_specs, cls._mst_volatiles, _pending if cls._mst_has_hooks else None, _adopt)
+        build = compile_build(cls, cls._mst_specs, cls._mst_volatiles, _pending if cls._mst_has_hooks else None, adopt)
         setattr(cls, "_mst_validate", staticmethod(validate))  # noqa: B010  (replaces a classmethod)
         setattr(cls, "_mst_build", staticmethod(build))  # noqa: B010
         setattr(cls, "_mst_snapshot", compile_snapshot(cls._mst_specs))  # noqa: B010
@@ -400,10 +405,7 @@ class ModelNode(ModelNodeBase):
         if tx is None:
             run_bare(self, ModelNode._mst_reconcile, snapshot)
             return
-        from mst_llm.core.transaction import rollback_to
-
-        mark = tx.mark()
-        try:
+        with tx.savepoint():
             for spec in type(self)._mst_specs:
                 value = snapshot.get(spec.name, MISSING)
                 if value is MISSING:
@@ -411,9 +413,6 @@ class ModelNode(ModelNodeBase):
                 if spec.kind == "identifier":
                     continue
                 write(tx, self, spec.name, spec.type, spec.get(self), value, validated=True)
-        except BaseException:
-            rollback_to(tx, mark)
-            raise
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{spec.name}={spec.get(self)!r}" for spec in type(self)._mst_specs)
@@ -424,7 +423,7 @@ class ModelNode(ModelNodeBase):
 
 
 def _pending(node: Any) -> None:
-    lifecycle.pending.append(node)
+    context.pending.append(node)
 
 
 def _unknown_fields(cls: Any) -> Any:
@@ -452,28 +451,6 @@ def _drop_all_dangling(root: Any) -> None:
     for holders in list(root._tree.safe_refs.values()):
         for holder, key in list(holders.values()):
             holder._mst_drop_dangling(key)
-
-
-def unregister_safe_ref(tree: Tree, type_: Type, ident: Any, holder: Any, key: Any) -> None:
-    for family in reference_type_of(type_).families():
-        holders = tree.safe_refs.get((family, str(ident)))
-        if holders is not None:
-            holders.pop((id(holder), key), None)
-
-
-def _register_container_refs(tree: Tree | None, item_type: Type, holder: Any, key: Any, values: Any) -> None:
-    base = _unwrap(item_type)
-    if isinstance(base, Nullable):
-        base = _unwrap(base.inner)
-    if not isinstance(base, ReferenceType) or not base.safe:
-        return
-    for value in values:
-        slot, ident = value if isinstance(holder, dict) else (key, value)
-        if ident is not None:
-            register_safe_ref(tree, base, ident, holder, slot)
-
-
-collections._register_safe_refs = _register_container_refs
 
 
 # --- @model -----------------------------------------------------------------------------------------------
@@ -603,88 +580,3 @@ def _fix_class_cells(original: type, built: type) -> None:
                     cell.cell_contents = built
             except ValueError:
                 continue
-
-
-# --- flows ------------------------------------------------------------------------------------------------
-
-
-class _Yield:
-    """Hands one value yielded by the inner coroutine to the event loop and returns what it sends back."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __await__(self) -> Any:
-        return (yield self.value)
-
-
-def flow(fn: F) -> F:
-    """An async action: each synchronous segment between awaits runs as its own action (transaction).
-
-    A segment that raises is rolled back, except when it ends by letting a cancellation propagate: the
-    changes it made while handling the cancellation (``except Cancelled: self.status = "idle"; raise``)
-    commit, then the cancellation continues."""
-    if not inspect.iscoroutinefunction(fn):
-        raise TypeError("@flow decorates `async def` methods")
-    name = fn.__name__
-
-    @functools.wraps(fn)
-    async def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-        cancelled = anyio.get_cancelled_exc_class()
-        coroutine = fn(self, *args, **kwargs)
-        step: Callable[..., Any] = _send
-        value: Any = None
-        segment_name: str | None = name
-        run_id = next(_flow_runs)
-        segment = 0
-        while True:
-            segment += 1
-            outcome, result = run_action(
-                self,
-                segment_name,
-                _segment,
-                (coroutine, step, value, cancelled),
-                {},
-                record_args=args,
-                flow=FlowSegment(name, run_id, segment),
-            )
-            if outcome is _RETURNED:
-                return result
-            if outcome is _CANCELLED:
-                raise result
-            segment_name = None
-            try:
-                value, step = await _Yield(result), _send
-            except BaseException as thrown:  # cancellation and errors go back into the flow
-                value, step = thrown, _throw
-
-    run._mst_action = True  # type: ignore[attr-defined]
-    return run  # type: ignore[return-value]
-
-
-_YIELDED, _RETURNED, _CANCELLED = object(), object(), object()
-_flow_runs = itertools.count(1)
-
-
-def _segment(
-    node: Any, coroutine: Any, step: Callable[[Any, Any], Any], value: Any, cancelled: type[BaseException]
-) -> tuple[object, Any]:
-    try:
-        return _YIELDED, step(coroutine, value)
-    except StopIteration as stop:
-        return _RETURNED, stop.value
-    except cancelled as error:
-        return _CANCELLED, error
-
-
-def _send(coroutine: Any, value: Any) -> Any:
-    return coroutine.send(value)
-
-
-def _throw(coroutine: Any, error: BaseException) -> Any:
-    return coroutine.throw(error)
-
-
-__all__ = ["ModelNode", "action", "flow", "is_node", "model", "view"]

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mst_llm.core.frozen import FrozenDict, FrozenList
-from mst_llm.core.node import add_listener, is_node, path_of
-from mst_llm.core.transaction import run_action
+from mst_llm.core.state.node import add_listener, is_node, path_of, snapshot_of
+from mst_llm.core.state.transaction import run_action
 from mst_llm.errors import MSTError, ValidationError
 
 
@@ -15,10 +14,7 @@ def get_snapshot(node: Any) -> Any:
     """The node's value as immutable JSON data; unchanged subtrees return the identical object."""
     if not is_node(node):
         raise MSTError(f"get_snapshot expects a tree node, got {type(node).__name__}")
-    snap = node._snap
-    if snap is not None and node._mst_kind == "model":
-        return snap
-    return node._mst_snapshot()
+    return snapshot_of(node)
 
 
 def node_type(node: Any) -> Any:
@@ -58,16 +54,3 @@ def _apply_snapshot(node: Any, snapshot: Any) -> None:
 def on_snapshot(node: Any, listener: Callable[[Any], None]) -> Callable[[], None]:
     """Call ``listener(snapshot)`` after each outermost transaction that changed ``node``'s subtree."""
     return add_listener(node, "snapshot", listener)
-
-
-def to_json_value(value: Any) -> Any:
-    """A JSON-ready form of an action argument: nodes become their snapshots."""
-    if is_node(value):
-        return get_snapshot(value)
-    if value is None or isinstance(value, (str, int, float, bool, FrozenDict, FrozenList)):
-        return value
-    if isinstance(value, dict):
-        return {str(key): to_json_value(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json_value(item) for item in value]
-    return {"$MST_UNSERIALIZABLE": True, "type": type(value).__name__}

@@ -12,10 +12,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from mst_llm.core.api import on_commit
-from mst_llm.core.patch import apply_patch, on_patch
-from mst_llm.core.snapshot import apply_snapshot, get_snapshot
-from mst_llm.core.transaction import Commit
+from mst_llm.core.ops.patches import apply_patch, on_patch
+from mst_llm.core.ops.snapshots import apply_snapshot, get_snapshot
+from mst_llm.core.ops.tree import on_commit
+from mst_llm.core.state.transaction import Commit
 from mst_llm.errors import MSTError
 
 

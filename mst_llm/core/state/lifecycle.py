@@ -6,13 +6,24 @@ DeadNodeError, so live nodes pay nothing for the check); a rollback revives the 
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from mst_llm.core import reactivity
-from mst_llm.core.node import Tree, check_unique_ids, register_subtree, tree_of, unregister_subtree, walk_nodes
-from mst_llm.core.transaction import Transaction, current_tx, run_action
-from mst_llm.core.types import Type, reference_type_of
+from mst_llm.core.base import context
+from mst_llm.core.state import reactivity
+from mst_llm.core.state.node import (
+    Tree,
+    check_unique_ids,
+    register_subtree,
+    snapshot_of,
+    tree_of,
+    unregister_subtree,
+    walk_nodes,
+)
+from mst_llm.core.state.transaction import Transaction, current_tx, run_action
 from mst_llm.errors import DeadNodeError, ValidationError
+
+if TYPE_CHECKING:
+    from mst_llm.core.kinds.base import Type
 
 HOOK_NAMES = ("after_create", "after_attach", "before_detach", "before_destroy")
 
@@ -86,7 +97,7 @@ def _kill_subtree(node: Any) -> list[Any]:
             hook = getattr(type(current), "before_destroy", None)
             if hook is not None:
                 run_action(current, "before_destroy", hook, (), {})
-    _snapshot_of(node)
+    snapshot_of(node)  # computed now: a dead node answers get_snapshot with its last state
     nodes = list(walk_nodes(node))
     for current in nodes:
         _kill(current)
@@ -127,7 +138,7 @@ def register_safe_ref(tree: Tree | None, type_: Type, ident: Any, holder: Any, k
     have the running transaction check it before commit."""
     if tree is None:
         tree = tree_of(holder)
-    for family in reference_type_of(type_).families():
+    for family in type_.reference().families():
         tree.safe_refs.setdefault((family, str(ident)), {})[(id(holder), key)] = (holder, key)
     tx = current_tx()
     if tx is not None:
@@ -135,7 +146,7 @@ def register_safe_ref(tree: Tree | None, type_: Type, ident: Any, holder: Any, k
 
 
 def unregister_safe_ref(tree: Tree, type_: Type, ident: Any, holder: Any, key: Any) -> None:
-    for family in reference_type_of(type_).families():
+    for family in type_.reference().families():
         holders = tree.safe_refs.get((family, str(ident)))
         if holders is not None:
             holders.pop((id(holder), key), None)
@@ -148,15 +159,10 @@ def _undetach(node: Any, parent: Any, key: Any, old_tree: Tree) -> None:
     register_subtree(old_tree, node)
 
 
-# Nodes built since the last flush that define after_create/after_attach, children before parents.
-pending: list[Any] = []
-
-
 def fire_created(node: Any, attached: bool) -> None:
     """Run after_create (children first) for the nodes built for this subtree, then after_attach (parents
     first) for the built nodes below a parent and for ``node`` itself when it was attached."""
-    global pending
-    fresh, pending = pending, []
+    fresh, context.pending = context.pending, []
     for current in fresh:
         hook = getattr(type(current), "after_create", None)
         if hook is not None:
@@ -181,12 +187,6 @@ def post_order(node: Any) -> list[Any]:
         stack.append((current, True))
         stack.extend((child, False) for child in reversed(list(current._mst_children())))
     return order
-
-
-def _snapshot_of(node: Any) -> Any:
-    from mst_llm.core.snapshot import get_snapshot
-
-    return get_snapshot(node)
 
 
 _dead_classes: dict[type, type] = {}

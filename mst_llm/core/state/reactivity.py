@@ -1,10 +1,13 @@
 """Dependency tracking for views: a view remembers the (node, key) pairs it read and is marked stale when
-one of them changes. Staleness is pushed eagerly; recomputation happens lazily on the next read."""
+one of them changes. Staleness is pushed eagerly; recomputation happens lazily on the next read. ``@view``
+lives here too."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+from mst_llm.core.base import context
 
 STRUCTURE = None  # the key under which a list or dict node reports a change of its own items
 
@@ -23,15 +26,14 @@ class Computed:
         self.observers: set[Computed] | None = None
 
     def get(self) -> Any:
-        global _tracker
         if self.stale:
-            outer = _tracker
+            outer = context.tracker
             new_deps: set[tuple[Any, Any]] = set()
-            _tracker = new_deps
+            context.tracker = new_deps
             try:
                 value = self.fn(self.node)
             finally:
-                _tracker = outer
+                context.tracker = outer
             old_deps = self.deps
             if new_deps != old_deps:
                 for dep in old_deps - new_deps:
@@ -41,8 +43,9 @@ class Computed:
                 self.deps = new_deps
             self.value = value
             self.stale = False
-        if _tracker is not None:
-            _tracker.add((self, None))
+        tracker = context.tracker
+        if tracker is not None:
+            tracker.add((self, None))
         return self.value
 
     def invalidate(self) -> None:
@@ -57,10 +60,6 @@ class Computed:
             _unsubscribe(dep, self)
         self.deps = set()
         self.stale = True
-
-
-# The set collecting the dependencies of the view being computed, or None outside views.
-_tracker: set[tuple[Any, Any]] | None = None
 
 
 def _subscribe(dep: tuple[Any, Any], computed: Computed) -> None:
@@ -95,8 +94,9 @@ def _unsubscribe(dep: tuple[Any, Any], computed: Computed) -> None:
 def track_contents(node: Any) -> None:
     """Inside a view, depend on the items of ``node`` when it is a list or dict handed out by a tree function
     (container fields are tracked by their descriptor; item reads run at C speed and are not seen)."""
-    if _tracker is not None and getattr(type(node), "_mst_kind", "model") != "model":
-        _tracker.add((node, STRUCTURE))
+    tracker = context.tracker
+    if tracker is not None and getattr(type(node), "_mst_kind", "model") != "model":
+        tracker.add((node, STRUCTURE))
 
 
 def notify(node: Any, key: Any) -> None:
@@ -128,3 +128,32 @@ def notify_all(node: Any) -> None:
     for observers in list(node._obs.values()):
         for computed in list(observers):
             computed.invalidate()
+
+
+class _View:
+    """A cached computed property."""
+
+    __slots__ = ("fn", "name")
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self.fn = fn
+        self.name = fn.__name__
+
+    def __get__(self, node: Any, owner: Any = None) -> Any:
+        if node is None:
+            return self
+        views = node._views
+        if views is None:
+            views = node._views = {}
+        computed = views.get(self.name)
+        if computed is None:
+            computed = views[self.name] = Computed(node, self.fn)
+        return computed.get()
+
+    def __set__(self, node: Any, value: Any) -> None:
+        raise AttributeError(f"view {self.name!r} is read-only")
+
+
+def view(fn: Callable[[Any], Any]) -> Any:
+    """Turn a method into a computed property, cached until something it read changes."""
+    return _View(fn)

@@ -31,11 +31,13 @@ from typing import Any, Literal, overload
 
 import orjson
 
-from mst_llm.core.api import get_type, on_commit
-from mst_llm.core.frozen import freeze
-from mst_llm.core.jsonpatch import JsonPatchError, apply_in_place, apply_persistent
-from mst_llm.core.patch import apply_patch, split_json_path
-from mst_llm.core.snapshot import apply_snapshot, get_snapshot
+from mst_llm._version import __version__
+from mst_llm.core.base.frozen import freeze
+from mst_llm.core.base.pointer import split_json_path
+from mst_llm.core.ops.jsonpatch import JsonPatchError, apply_in_place, apply_persistent
+from mst_llm.core.ops.patches import apply_patch
+from mst_llm.core.ops.snapshots import apply_snapshot, get_snapshot
+from mst_llm.core.ops.tree import get_type, on_commit
 from mst_llm.errors import SessionLogError
 
 FORMAT = "mst_llm.session"
@@ -94,14 +96,12 @@ def checkpoint_line(seq: int, ts: float, snapshot: Any) -> bytes:
 
 
 def header_line(root_type: str, snapshot: Any, meta: Any) -> bytes:
-    import mst_llm
-
     now = time.time()
     header = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "root_type": root_type,
-        "library_version": mst_llm.__version__,
+        "library_version": __version__,
         "started": datetime.fromtimestamp(now, UTC).isoformat(),
         "ts": now,
         "meta": meta,

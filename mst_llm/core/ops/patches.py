@@ -1,26 +1,15 @@
-"""``apply_patch`` (RFC 6902 add/replace/remove on trees), all or nothing, and ``on_patch``.
-
-The pointer helpers live in ``mst_llm.core.pointer``; they are re-exported here for the core modules that import
-them from this one.
-"""
+"""``apply_patch`` (RFC 6902 add/replace/remove on trees), all or nothing, and ``on_patch``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from mst_llm.core.node import add_listener, is_node
-from mst_llm.core.pointer import escape_json_path, json_patch_path, list_index, split_json_path, unescape_json_path
+from mst_llm.core.base.pointer import list_index, split_json_path
+from mst_llm.core.ops.snapshots import _apply_snapshot
+from mst_llm.core.state.node import add_listener, is_node
+from mst_llm.core.state.transaction import run_action
 from mst_llm.errors import PatchError, PathNotFoundError, ValidationError
-
-__all__ = [
-    "apply_patch",
-    "escape_json_path",
-    "json_patch_path",
-    "on_patch",
-    "split_json_path",
-    "unescape_json_path",
-]
 
 
 def on_patch(node: Any, listener: Callable[[dict[str, Any], dict[str, Any]], None]) -> Callable[[], None]:
@@ -30,8 +19,6 @@ def on_patch(node: Any, listener: Callable[[dict[str, Any], dict[str, Any]], Non
 
 def apply_patch(node: Any, patch: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> None:
     """Apply one patch or a list of patches in one transaction; on any error nothing changes."""
-    from mst_llm.core.transaction import run_action
-
     patches = [patch] if isinstance(patch, Mapping) else list(patch)
     if not is_node(node):
         raise PatchError([("", f"apply_patch expects a tree node, got {type(node).__name__}")])
@@ -67,8 +54,6 @@ def _apply_one(root: Any, patch: Mapping[str, Any]) -> None:
         if not parts:
             if op == "remove":
                 raise PatchError([(path, "cannot remove the node the patch is applied to")])
-            from mst_llm.core.snapshot import _apply_snapshot
-
             _apply_snapshot(root, value)
             return
         parent = _resolve(root, parts[:-1], path)

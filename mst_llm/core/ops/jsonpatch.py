@@ -3,19 +3,18 @@
 Session logs are read without the model classes (the CLI has none), so their states are rebuilt here from
 the recorded snapshots and patches. Two flavours: in place on data the caller owns (fast, for one state) and
 persistent, copying only the containers on the patched path (for many states that share structure). Both read
-pointers with ``mst_llm.core.pointer``, as ``apply_patch`` does on trees, and both check a patch completely
+pointers with ``mst_llm.core.base.pointer``, as ``apply_patch`` does on trees, and both check a patch completely
 before changing anything, so a refused patch (a JsonPatchError) leaves the document as it was.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from copy import deepcopy
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from mst_llm.core.frozen import FrozenDict, FrozenList, freeze
-from mst_llm.core.pointer import list_index, split_json_path
+from mst_llm.core.base.frozen import FrozenDict, FrozenList, freeze
+from mst_llm.core.base.pointer import list_index, split_json_path
 from mst_llm.errors import PatchError, PathNotFoundError
 
 _OPS = ("add", "remove", "replace", "move", "copy", "test")
@@ -27,20 +26,23 @@ class JsonPatchError(PatchError):
 
 @dataclass(frozen=True)
 class _Flavour:
-    """How one flavour treats containers and values (in place, or persistent and frozen)."""
+    """How one flavour gets a container it may change: on the patched path, and for the removal half of a move.
 
-    copy: Callable[[Any], Any]  # the container to change on the patched path: the same one, or a copy
-    detached: Callable[[Any], Any]  # a copy of a container, for the removal half of a move
-    take: Callable[[Any], Any]  # a value from a patch, as the document holds it
-    duplicate: Callable[[Any], Any]  # a value of the document, as a ``copy`` op inserts it elsewhere
+    Values from a patch enter the document frozen (``freeze`` shares what is frozen already), so neither flavour
+    ever changes a patch, a snapshot or another place of the document through a shared container.
+    """
 
-
-def _same(value: Any) -> Any:
-    return value
+    copy: Callable[[Any], Any]
+    detached: Callable[[Any], Any]
 
 
 def _plain_copy(container: Any) -> Any:
     return list(container) if isinstance(container, list) else dict(container)
+
+
+def _thawed(container: Any) -> Any:
+    """The container itself if the caller handed it over (plain), a plain copy if it is frozen."""
+    return _plain_copy(container) if isinstance(container, FrozenList | FrozenDict) else container
 
 
 def _frozen_copy(container: Any) -> Any:
@@ -49,8 +51,8 @@ def _frozen_copy(container: Any) -> Any:
 
 # In place, the removal half of a move works on copies of the containers on its path, so that an add half that
 # fails leaves the caller's document untouched.
-_IN_PLACE = _Flavour(copy=_same, detached=_plain_copy, take=_same, duplicate=deepcopy)
-_PERSISTENT = _Flavour(copy=_frozen_copy, detached=_frozen_copy, take=freeze, duplicate=_same)
+_IN_PLACE = _Flavour(copy=_thawed, detached=_plain_copy)
+_PERSISTENT = _Flavour(copy=_frozen_copy, detached=_frozen_copy)
 
 
 def resolve_pointer(doc: Any, path: str) -> Any:
@@ -93,14 +95,14 @@ def _apply(doc: Any, patch: Mapping[str, Any], flavour: _Flavour) -> Any:
         source_parts = _parts(source)
         value = _get(doc, source_parts, source)
         if op == "copy":
-            return _edit(doc, parts, "add", flavour.duplicate(value), flavour.copy, path)
+            return _edit(doc, parts, "add", freeze(value), flavour.copy, path)
         if source_parts == parts:
             return doc
         if parts[: len(source_parts)] == source_parts:
             _fail(path, f"cannot move {source!r} into itself")
         removed = _edit(doc, source_parts, "remove", None, flavour.detached, source)
         return _edit(removed, parts, "add", value, flavour.copy, path)
-    return _edit(doc, parts, op, flavour.take(patch.get("value")), flavour.copy, path)
+    return _edit(doc, parts, op, freeze(patch.get("value")), flavour.copy, path)
 
 
 def _fail(path: str, message: str) -> NoReturn:

@@ -5,21 +5,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from mst_llm.core import lifecycle, reactivity
-from mst_llm.core.node import (
+from mst_llm.core.base.pointer import list_index, split_json_path
+from mst_llm.core.kinds.base import _unwrap
+from mst_llm.core.kinds.dict import DictType
+from mst_llm.core.kinds.list import ListType
+from mst_llm.core.ops.patches import apply_patch
+from mst_llm.core.ops.snapshots import apply_snapshot, get_snapshot, node_type
+from mst_llm.core.state import lifecycle, reactivity
+from mst_llm.core.state.actions import ActionCall
+from mst_llm.core.state.node import (
+    Tree,
     add_listener,
     check_alive,
     is_alive,
     is_node,
     path_of,
     path_parts_of,
+    register_subtree,
     root_of,
     tree_of,
 )
-from mst_llm.core.pointer import list_index, split_json_path
-from mst_llm.core.snapshot import get_snapshot, node_type
-from mst_llm.core.transaction import ActionCall, Commit, current_tx, run_action, write_tx
-from mst_llm.core.write import write
+from mst_llm.core.state.transaction import Commit, current_tx, run_action, write_tx
+from mst_llm.core.state.write import write
 from mst_llm.errors import MSTError, PathNotFoundError
 
 T = TypeVar("T")
@@ -258,8 +265,6 @@ def _remove_from_parent(node: Any, detach: bool) -> None:
 
 
 def _empty_container(type_: Any) -> Any:
-    from mst_llm.core.types import DictType, ListType, _unwrap
-
     base = _unwrap(type_)
     if isinstance(base, (ListType, DictType)):
         return base.create([] if isinstance(base, ListType) else {})
@@ -275,8 +280,6 @@ def clone(node: Any, keep_env: bool = True) -> Any:
     env = tree_of(node).env if keep_env and is_alive(node) else None
     if isinstance(cls, type):
         return cls.create(snapshot, env=env)  # type: ignore[attr-defined]
-    from mst_llm.core.node import Tree, register_subtree
-
     copy = type_.create(snapshot)
     copy._tree = Tree(env)
     register_subtree(copy._tree, copy)
@@ -305,9 +308,6 @@ def add_middleware(node: Any, handler: Callable[[ActionCall, Callable[..., Any]]
 
 def apply_action(node: Any, call: dict[str, Any] | list[dict[str, Any]]) -> Any:
     """Replay a serialised action call (or a list of them) on ``node``'s subtree."""
-    from mst_llm.core.patch import apply_patch
-    from mst_llm.core.snapshot import apply_snapshot
-
     calls = call if isinstance(call, list) else [call]
     result = None
     for one in calls:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from mst_llm.core.base.pointer import json_patch_path
 from mst_llm.errors import DeadNodeError, ValidationError
 
 NODE_SLOTS = ("_parent", "_key", "_snap", "_dirty", "_obs", "_hooks", "_tree")
@@ -221,6 +222,12 @@ def path_parts_of(node: Any) -> list[Any]:
 
 
 def path_of(node: Any) -> str:
-    from mst_llm.core.patch import json_patch_path
-
     return json_patch_path(path_parts_of(node))
+
+
+def snapshot_of(node: Any) -> Any:
+    """The node's snapshot: its cache, rebuilt first where it went stale."""
+    snap = node._snap
+    if snap is not None and node._mst_kind == "model":
+        return snap
+    return node._mst_snapshot()

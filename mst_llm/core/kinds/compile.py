@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mst_llm.core.frozen import frozen_dict
-from mst_llm.core.types import MISSING, Type, _unwrap
+from mst_llm.core.base.frozen import frozen_dict
+from mst_llm.core.kinds.base import MISSING, Type, _unwrap
 
 
 def _exact(type_: Type) -> type | None:

@@ -1,0 +1,51 @@
+"""The change record: what the write path notes for each changed slot, and the one place where it becomes
+RFC 6902 patches (relative to each node that listens)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from mst_llm.core.base.pointer import escape_json_path
+
+
+class Change(NamedTuple):
+    """One change to one slot, as the write path records it.
+
+    ``keys`` is the path from the changed slot up to the root (innermost first); ``consumers`` are the nodes on
+    that path with patch or commit listeners, each with the number of keys below it; ``value`` and ``old`` are
+    the new and the old snapshot (None where the op has none).
+    """
+
+    keys: list[Any]
+    consumers: list[tuple[Any, int]]
+    op: str  # "add" | "remove" | "replace"
+    value: Any
+    old: Any
+
+    def patches(self, depth: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The patch and its inverse, relative to a consumer ``depth`` keys above the changed slot."""
+        return make_patch_pair(self.op, relative_path(self.keys, depth), self.value, self.old)
+
+
+def relative_path(keys: list[Any], depth: int) -> str:
+    """The JSON pointer of the ``depth`` innermost ``keys`` (given innermost first)."""
+    if depth == 0:
+        return ""
+    parts = []
+    for index in range(depth - 1, -1, -1):
+        key = keys[index]
+        if type(key) is int:
+            parts.append(str(key))
+        elif "~" in key or "/" in key:
+            parts.append(escape_json_path(key))
+        else:
+            parts.append(key)
+    return "/" + "/".join(parts)
+
+
+def make_patch_pair(op: str, path: str, value: Any, old: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    if op == "replace":
+        return {"op": "replace", "path": path, "value": value}, {"op": "replace", "path": path, "value": old}
+    if op == "add":
+        return {"op": "add", "path": path, "value": value}, {"op": "remove", "path": path}
+    return {"op": "remove", "path": path}, {"op": "add", "path": path, "value": old}
