@@ -42,7 +42,7 @@ def _plain_copy(container: Any) -> Any:
 
 def _thawed(container: Any) -> Any:
     """The container itself if the caller handed it over (plain), a plain copy if it is frozen."""
-    return _plain_copy(container) if isinstance(container, FrozenList | FrozenDict) else container
+    return _plain_copy(container) if isinstance(container, (FrozenList, FrozenDict)) else container
 
 
 def _frozen_copy(container: Any) -> Any:
@@ -145,13 +145,23 @@ def _edit(doc: Any, parts: list[str], op: str, value: Any, copy: Callable[[Any],
         if op == "remove":
             _fail(path, "cannot remove the whole document")
         return value
-    if not isinstance(doc, list | dict):
-        _fail(path, f"cannot change a {type(doc).__name__} value at {parts[0]!r}")
-    if len(parts) > 1:
-        value = _edit(_child(doc, parts[0], path), parts[1:], op, value, copy, path)
+    return _edit_below(doc, parts, 0, op, value, copy, path)
+
+
+def _edit_below(
+    doc: Any, parts: list[str], depth: int, op: str, value: Any, copy: Callable[[Any], Any], path: str
+) -> Any:
+    if not isinstance(doc, (list, dict)):
+        _fail(path, f"cannot change a {type(doc).__name__} value at {parts[depth]!r}")
+    key = parts[depth]
+    if depth < len(parts) - 1:
+        child = _child(doc, key, path)
+        value = _edit_below(child, parts, depth + 1, op, value, copy, path)
+        if value is child:  # changed in place below: nothing to change here
+            return doc
         op = "replace"
     changed = copy(doc)
-    _store(changed, parts[0], op, value, path)
+    _store(changed, key, op, value, path)
     return changed
 
 
