@@ -3,7 +3,7 @@
 from mst_llm._version import __version__
 from mst_llm.core import types
 from mst_llm.core.base.pointer import escape_json_path, json_patch_path, unescape_json_path
-from mst_llm.core.kinds.model import ModelNode, model
+from mst_llm.core.kinds.model import ModelNode, guard, model
 from mst_llm.core.ops.history import TimeTraveller, UndoManager, record_patches
 from mst_llm.core.ops.patches import apply_patch, on_patch
 from mst_llm.core.ops.sessions import SessionLog, record_session
@@ -111,6 +111,7 @@ __all__ = [
     "get_root",
     "get_snapshot",
     "get_type",
+    "guard",
     "has_parent",
     "is_alive",
     "is_protected",

@@ -46,6 +46,7 @@ from mst_llm.core.state.write import write
 from mst_llm.errors import InvalidReferenceError, ValidationError
 
 C = TypeVar("C", bound=type)
+G = TypeVar("G", bound=Callable[..., Any])
 
 
 class ModelType(Type):
@@ -108,6 +109,7 @@ class FieldSpec:
         "create",
         "default",
         "get",
+        "guard",
         "is_node",
         "kind",
         "name",
@@ -128,6 +130,7 @@ class FieldSpec:
             type_ = WithDefault(type_, self.default)
         self.type: Type = type_
         self.kind = "plain"
+        self.guard: Callable[[Any, Any, Any], None] | None = None
         self.get: Callable[[Any], Any] = _unset
         self.set: Callable[[Any, Any], None] = _unset
 
@@ -150,6 +153,10 @@ class FieldSpec:
             self.kind = "container"
         else:
             self.kind = "plain"
+        if self.guard is not None:
+            if self.kind != "plain":
+                raise TypeError(f"@guard({self.name!r}): only plain value fields can have a guard")
+            self.kind = "guarded"
 
 
 def _unset(*args: Any) -> Any:
@@ -179,6 +186,19 @@ class _Field:
             run_bare(node, _set_field, self.spec, value)
             return
         write(tx, node, self.name, self.spec.type, self.get(node), value)
+
+
+class _GuardedField(_Field):
+    """A plain field with a ``@guard``: the write path asks the guard before it stores a new value."""
+
+    __slots__ = ()
+
+    def __set__(self, node: Any, value: Any) -> None:
+        tx = write_tx(node)
+        if tx is None:
+            run_bare(node, _set_field, self.spec, value)
+            return
+        write(tx, node, self.name, self.spec.type, self.get(node), value, guard=self.spec.guard)
 
 
 def _set_field(node: Any, spec: FieldSpec, value: Any) -> None:
@@ -260,6 +280,7 @@ def _restore_volatile(node: Any, spec: FieldSpec, value: Any) -> None:
 
 _DESCRIPTORS = {
     "plain": _Field,
+    "guarded": _GuardedField,
     "container": _ContainerField,
     "identifier": _IdentifierField,
     "reference": _ReferenceField,
@@ -412,7 +433,7 @@ class ModelNode(ModelNodeBase):
                     value = spec.type.default_snapshot()
                 if spec.kind == "identifier":
                     continue
-                write(tx, self, spec.name, spec.type, spec.get(self), value, validated=True)
+                write(tx, self, spec.name, spec.type, spec.get(self), value, validated=True, guard=spec.guard)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{spec.name}={spec.get(self)!r}" for spec in type(self)._mst_specs)
@@ -480,6 +501,7 @@ def model(cls: C) -> C:
         if name.startswith("__") or _is_classvar(annotation):
             continue
         fields[name] = FieldSpec(name, annotation, cls.__dict__.get(name, MISSING), namespace)
+    _collect_guards(cls, fields)
 
     body = {
         key: value
@@ -519,6 +541,29 @@ def model(cls: C) -> C:
     namespace[cls.__name__] = built  # the class's own name means the class, even if another is global
     registry[cls.__name__] = built
     return built  # type: ignore[return-value]
+
+
+def guard(*names: str) -> Callable[[G], G]:
+    """Mark a method as the guard of the named plain fields: ``check(self, old, new)`` runs on every change of the
+    field (actions, ``apply_patch``, ``apply_snapshot``) before the value is stored, and vetoes it by raising.
+
+    Creating a node from a snapshot does not call it (there is no old value to move from)."""
+
+    def mark(check: G) -> G:
+        check._mst_guard = names  # type: ignore[attr-defined]
+        return check
+
+    return mark
+
+
+def _collect_guards(cls: type, fields: dict[str, FieldSpec]) -> None:
+    """Record each ``@guard`` method of the class body on the specs of the fields it names."""
+    for member in cls.__dict__.values():
+        for name in getattr(member, "_mst_guard", ()):
+            if name not in fields:
+                raise TypeError(f"{cls.__name__}: @guard names {name!r}, which is not a field")
+            spec = fields[name] = _copy_spec(fields[name])  # never change a base class's spec
+            spec.guard = member
 
 
 class _LiveNamespace(dict[str, Any]):
