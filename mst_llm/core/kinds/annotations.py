@@ -4,6 +4,7 @@ and string forward references), and the public type constructors that take annot
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import sys
 import types as _pytypes
 import typing
@@ -11,6 +12,9 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, Union
 
+import attrs
+
+from mst_llm.core.base.values import is_value_annotation
 from mst_llm.core.kinds.base import (
     BOOL,
     FLOAT,
@@ -29,6 +33,7 @@ from mst_llm.core.kinds.base import (
 from mst_llm.core.kinds.dict import DictType
 from mst_llm.core.kinds.list import ListType
 from mst_llm.core.kinds.reference import ReferenceType
+from mst_llm.core.kinds.value import ValueType
 
 # Every model class by name, so that string annotations resolve even for classes defined inside functions.
 registry: weakref.WeakValueDictionary[str, type] = weakref.WeakValueDictionary()
@@ -54,6 +59,9 @@ def _annotated(base: Any, metadata: tuple[Any, ...], namespace: Mapping[str, Any
             # a safe reference clears itself when its target goes away, so it can always hold None
             return Nullable(reference) if reference.safe else reference
         if item is _FROZEN:
+            schema = getattr(base, "_mst_type", None)
+            if isinstance(schema, Type) and schema.is_model:
+                return FrozenType(schema=schema)
             origin = typing.get_origin(base) or base
             return FrozenType(origin if isinstance(origin, type) and origin not in (Any, object) else None)
         if isinstance(item, Type):
@@ -110,6 +118,10 @@ def to_type(annotation: Any, namespace: Mapping[str, Any] | None = None) -> Type
         return FrozenType()
     if annotation is object or annotation is Any:
         return FrozenType()
+    if is_value_annotation(annotation):
+        return ValueType(annotation)
+    if isinstance(annotation, type) and (dataclasses.is_dataclass(annotation) or attrs.has(annotation)):
+        raise TypeError(f"{annotation.__name__} must be frozen to be a value in the tree (its instances are shared)")
     raise TypeError(f"cannot turn annotation {annotation!r} into an mst_llm type")
 
 

@@ -185,13 +185,20 @@ class FrozenType(Type):
 
     optional = True
 
-    def __init__(self, container: type | None = None) -> None:
+    def __init__(self, container: type | None = None, schema: Type | None = None) -> None:
         self.container = container
-        self.name = f"Frozen[{container.__name__}]" if container else "Frozen"
+        self.schema = schema  # a model type whose snapshot type the value must match (``t.Frozen[SomeModel]``)
+        label = container or getattr(schema, "cls", None)
+        self.name = f"Frozen[{label.__name__}]" if label else "Frozen"
 
     def validate(self, value: Any, path: str, errors: Errors) -> None:
         if value is None:
             return
+        if self.schema is not None:
+            if is_node(value) or not isinstance(value, Mapping):
+                errors.append((path, f"expected a {self.name} snapshot (a mapping), got {_kind(value)} {_show(value)}"))
+                return
+            self.schema.validate(value, path, errors)
         if self.container is not None:
             allowed: tuple[type, ...] = (list, tuple) if self.container in (list, tuple) else (self.container,)
             if not isinstance(value, allowed):
