@@ -5,9 +5,11 @@ lives here too."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from mst_llm.core.base import context
+
+R = TypeVar("R")
 
 STRUCTURE = None  # the key under which a list or dict node reports a change of its own items
 
@@ -130,14 +132,20 @@ def notify_all(node: Any) -> None:
             computed.invalidate()
 
 
-class _View:
-    """A cached computed property."""
+class _View(Generic[R]):
+    """A cached computed property; generic in the function's return type, so type checkers see what it reads as."""
 
     __slots__ = ("fn", "name")
 
-    def __init__(self, fn: Callable[[Any], Any]) -> None:
+    def __init__(self, fn: Callable[[Any], R]) -> None:
         self.fn = fn
         self.name = fn.__name__
+
+    @overload
+    def __get__(self, node: None, owner: Any = None) -> _View[R]: ...
+
+    @overload
+    def __get__(self, node: object, owner: Any = None) -> R: ...
 
     def __get__(self, node: Any, owner: Any = None) -> Any:
         if node is None:
@@ -154,6 +162,6 @@ class _View:
         raise AttributeError(f"view {self.name!r} is read-only")
 
 
-def view(fn: Callable[[Any], Any]) -> Any:
+def view(fn: Callable[[Any], R]) -> _View[R]:
     """Turn a method into a computed property, cached until something it read changes."""
     return _View(fn)
