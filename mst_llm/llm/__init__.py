@@ -5,6 +5,7 @@ from mst_llm.llm.backend import Backend, Chunk, Finished, GenerateRequest, LoadC
 from mst_llm.llm.catalog import DEFAULT_CATALOG, CatalogEntry, load_catalog
 from mst_llm.llm.chat import ChatFormat, Message
 from mst_llm.llm.download import Downloader, DownloadResult
+from mst_llm.llm.env import LLM_ENV_KEY, LLMEnv, default_models_dir, llm_env
 from mst_llm.llm.events import Event
 from mst_llm.llm.gguf_check import GGUFInfo, check_gguf
 from mst_llm.llm.model import (
@@ -18,10 +19,11 @@ from mst_llm.llm.model import (
     StreamChunk,
 )
 from mst_llm.llm.model_info import ModelInfo
-from mst_llm.llm.store import LLMStore, create_llm_store, default_models_dir
+from mst_llm.llm.store import LLMStore, create_llm_store
 
 __all__ = [
     "DEFAULT_CATALOG",
+    "LLM_ENV_KEY",
     "TRANSITIONS",
     "Backend",
     "CatalogEntry",
@@ -37,6 +39,7 @@ __all__ = [
     "GenerateRequest",
     "GenerationResult",
     "InferenceError",
+    "LLMEnv",
     "LLMStore",
     "LlamaModel",
     "LoadCancelled",
@@ -53,5 +56,6 @@ __all__ = [
     "create_llm_store",
     "default_config",
     "default_models_dir",
+    "llm_env",
     "load_catalog",
 ]

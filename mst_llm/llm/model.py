@@ -11,7 +11,7 @@ import atexit
 import logging
 import time
 import weakref
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -20,10 +20,11 @@ import anyio
 import anyio.to_thread
 from pyee import EventEmitter
 
-from mst_llm import ModelNode, ValidationError, action, get_env, model
+from mst_llm import ModelNode, ValidationError, action, guard, model
 from mst_llm import types as t
 from mst_llm.errors import GGUFValidationError, InferenceError, InvalidTransition
 from mst_llm.llm.backend import Backend, Finished, FinishReason, GenerateRequest, LoadCancelled, default_config
+from mst_llm.llm.env import llm_settings
 from mst_llm.llm.events import Event
 from mst_llm.llm.gguf_check import check_gguf
 from mst_llm.llm.worker import ProcessBackend, ThreadBackend, spare_workers
@@ -42,6 +43,9 @@ TRANSITIONS: dict[str, dict[str, str]] = {
     "error": {"initialize": "loading", "release": "released"},
     "released": {},
 }
+
+#: States that only a live runtime (a backend, a running load or generation) can be in.
+RUNTIME_STATES = frozenset({"loading", "ready", "generating"})
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,13 @@ class _Runtime:
         self.done: anyio.Event | None = None
         self.load_progress = 0.0
         self.last_update = 0.0
+        self.moving = False  # True while the model's own transition writes `state`
         _live.add(self)
+
+    @property
+    def live(self) -> bool:
+        """Whether a backend is held or a load or generation is running."""
+        return self.backend is not None or (self.done is not None and not self.done.is_set())
 
 
 _live: weakref.WeakSet[_Runtime] = weakref.WeakSet()
@@ -151,14 +161,49 @@ class LlamaModel(ModelNode):
         """A new model for `path` (not loaded yet; a bad path only shows when `initialize()` fails).
 
         With process isolation this also starts a spare worker process in the background (unless one waits
-        already), so that `initialize()` finds llama-cpp-python imported."""
+        already), so that `initialize()` finds llama-cpp-python imported. ``env`` is a tree env holding
+        ``llm_env(...)``; a model that is a field of an app's tree uses that tree's env instead."""
+        created = cls.create(cls.snapshot_for(path, isolation=isolation, **config), env=env)
+        created.prestart()
+        return created
+
+    @staticmethod
+    def snapshot_for(path: Any, *, isolation: Isolation = "process", **config: Any) -> dict[str, Any]:
+        """The snapshot of a new, idle model (for ``app.llama = ...`` inside an action); unknown settings raise."""
         unknown = sorted(set(config) - set(default_config()))
         if unknown:
             raise ValidationError([(f"/config/{key}", "unknown setting") for key in unknown])
-        created = cls.create({"path": str(path), "isolation": isolation, "config": config}, env=env)
-        if isolation == "process" and not (isinstance(env, Mapping) and env.get("backend_factory") is not None):
+        return {"path": str(path), "isolation": isolation, "config": config}
+
+    def prestart(self) -> None:
+        """Start a spare worker process now, so that a later ``initialize()`` with process isolation is quicker."""
+        if self.isolation == "process" and llm_settings(self).backend_factory is None:
             spare_workers.prestart()
-        return created
+
+    def after_create(self) -> None:
+        """A model built from a snapshot has no backend yet: a runtime state from the snapshot becomes ``idle``
+        (path, config and error kept), so a restored app can ``initialize()`` it again."""
+        if self.state in RUNTIME_STATES:
+            self.state = "idle"
+
+    @guard("state")
+    def _guard_state(self, old: str, new: str) -> None:
+        """Only the model's own methods move a live model; a patch or snapshot may follow the transition table on
+        a model without a runtime (a replica, a restored app), and set a leftover runtime state back to idle."""
+        rt = self._rt
+        if rt.moving:
+            return
+        if not rt.live and (new in TRANSITIONS[old].values() or (new == "idle" and old in RUNTIME_STATES)):
+            return
+        allowed = TRANSITIONS[old]
+        why = "its runtime is live, only its methods change it" if rt.live else "the transition table forbids it"
+        raise InvalidTransition(
+            f"LlamaModel state cannot be set from {old!r} to {new!r} by a patch or snapshot ({why}; "
+            f"allowed events there: {', '.join(allowed) or 'none, it is terminal'})",
+            state=old,
+            event=f"set {new}",
+            allowed=allowed,
+        )
 
     # --- events ---------------------------------------------------------------------------------------------
 
@@ -215,7 +260,12 @@ class LlamaModel(ModelNode):
 
     def _move(self, event: str) -> None:
         self._check(event)
-        self.state = TRANSITIONS[self.state][event]  # type: ignore[assignment]
+        rt = self._rt
+        rt.moving = True
+        try:
+            self.state = TRANSITIONS[self.state][event]  # type: ignore[assignment]
+        finally:
+            rt.moving = False
 
     def _check(self, event: str) -> None:
         """Raise InvalidTransition (naming state, event and the allowed events) unless `event` may happen now."""
@@ -341,11 +391,9 @@ class LlamaModel(ModelNode):
                     await self._close_backend(rt)
 
     def _make_backend(self) -> Backend:
-        env = get_env(self)
-        factory = env.get("backend_factory") if isinstance(env, Mapping) else None
+        factory = llm_settings(self).backend_factory
         if factory is not None:
-            backend: Backend = factory(self.isolation)
-            return backend
+            return factory(self.isolation)
         return ProcessBackend() if self.isolation == "process" else ThreadBackend()
 
     def _report_load_progress(self, progress: float) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from mst_llm import ModelNode, action, model
+from mst_llm import ModelNode, action, guard, model
 from mst_llm import types as t
 from mst_llm.errors import InvalidTransition
 
@@ -73,6 +73,26 @@ class ModelInfo(ModelNode):
             )
         self.update(**changes)
         self.status = allowed[event]
+
+    def after_create(self) -> None:
+        """Built from a snapshot, nothing runs yet: a download in progress comes back ``idle`` (its
+        ``resumable_bytes`` kept, so the next download resumes), a model being loaded comes back ``ready``."""
+        if self.status == "downloading":
+            self.transition("cancel", progress=0.0)
+        elif self.status == "initializing":
+            self.transition("unload")
+
+    @guard("status")
+    def _guard_status(self, old: str, new: str) -> None:
+        """A patch or snapshot may move ``status`` only along the transition table, like ``transition`` does."""
+        allowed = TRANSITIONS[old]
+        if new not in allowed.values():
+            raise InvalidTransition(
+                f"model {self.key!r}: status cannot be set from {old!r} to {new!r}; allowed: {sorted(allowed)}",
+                state=old,
+                event=f"set {new}",
+                allowed=sorted(allowed),
+            )
 
     @action
     def update(self, **changes: Any) -> None:

@@ -15,26 +15,22 @@ from types import TracebackType
 from typing import Any
 
 import anyio
-import platformdirs
 
-from mst_llm import ModelNode, action, flow, get_env, get_snapshot, model, on_commit, view
+from mst_llm import Commit, ModelNode, action, flow, get_snapshot, model, on_commit, view
+from mst_llm import types as t
 from mst_llm.errors import CatalogError, DownloadError, ModelStoreError
-from mst_llm.llm.catalog import DEFAULT_CATALOG, CatalogEntry, load_catalog, validate_name
+from mst_llm.llm.catalog import DEFAULT_CATALOG, CatalogEntry, validate_name
 from mst_llm.llm.download import Downloader, partial_bytes, remove_partial
-from mst_llm.llm.model import LlamaModel
+from mst_llm.llm.env import LLM_ENV_KEY, MODELS_DIR_ENV, default_models_dir, llm_env, llm_settings
+from mst_llm.llm.model import RUNTIME_STATES, LlamaModel
 from mst_llm.llm.model_info import ModelInfo
 from mst_llm.llm.packaged import install_packaged
 from mst_llm.llm.persist import STATE_FILE, Saver, read_state
 from mst_llm.llm.scan import FileCheck, check_file
 
-MODELS_DIR_ENV = "MST_LLM_MODELS_DIR"
+__all__ = ["MODELS_DIR_ENV", "LLMStore", "StoreContext", "create_llm_store", "default_models_dir"]
+
 _METADATA = ("architecture", "context_length", "parameter_count")
-
-
-def default_models_dir() -> Path:
-    """``$MST_LLM_MODELS_DIR``, else the platform's user cache dir / ``models``."""
-    override = os.environ.get(MODELS_DIR_ENV)
-    return Path(override) if override else Path(platformdirs.user_cache_dir("mst_llm")) / "models"
 
 
 @dataclass
@@ -48,14 +44,22 @@ class _Active:
 
 @dataclass
 class StoreContext:
-    """The store's environment (``get_env(store)``): where files live, how to download, what runs now."""
+    """The store's runtime, built from the tree's ``llm_env`` entry on first use: where files live, the catalog,
+    how to download, what runs now."""
 
     models_dir: Path
+    catalog: tuple[CatalogEntry, ...]
     downloader: Downloader
     saver: Saver
     active: dict[str, _Active] = field(default_factory=dict)
-    loaded: dict[str, LlamaModel] = field(default_factory=dict)
     dispose: list[Any] = field(default_factory=list)
+
+
+class _StoreRuntime:
+    """The volatile slot that holds a store's context (None until first used)."""
+
+    def __init__(self) -> None:
+        self.context: StoreContext | None = None
 
 
 async def _cleanup_shielded(llama: LlamaModel) -> None:
@@ -77,6 +81,8 @@ class LLMStore(ModelNode):
     error: str | None = None
     models: list[ModelInfo]
     selected_model_key: str | None = None
+    loaded_models: dict[str, LlamaModel]  # by model key: loaded models live in the store, so in the app's tree
+    runtime: object = t.volatile(factory=_StoreRuntime)
 
     @view
     def selected_model(self) -> ModelInfo | None:
@@ -99,8 +105,18 @@ class LLMStore(ModelNode):
 
     @property
     def context(self) -> StoreContext:
-        context: StoreContext = get_env(self)
-        return context
+        """The runtime, built from ``llm_settings(self)`` the first time (so the tree's env decides)."""
+        runtime = self.runtime
+        assert isinstance(runtime, _StoreRuntime)
+        if runtime.context is None:
+            settings = llm_settings(self)
+            directory = settings.models_dir or default_models_dir()
+            catalog = DEFAULT_CATALOG if settings.catalog is None else settings.catalog
+            downloader = settings.downloader or Downloader()
+            runtime.context = StoreContext(
+                directory, tuple(catalog), downloader, Saver(directory / STATE_FILE, settings.save_interval)
+            )
+        return runtime.context
 
     def model_path(self, info: ModelInfo) -> Path:
         """``models_dir/filename`` (the filename was validated, so this never leaves the dir)."""
@@ -135,6 +151,7 @@ class LLMStore(ModelNode):
             self.error = f"models directory {context.models_dir} is not usable: {error}; fix it or pick another"
             self.is_initialized = False
             return
+        self._add_catalog(context.catalog)
         state = await anyio.to_thread.run_sync(read_state, context.models_dir / STATE_FILE)
         if state is not None:
             self._restore(state)
@@ -146,8 +163,20 @@ class LLMStore(ModelNode):
         self.error = None
         self.is_initialized = True
         if not context.dispose:
-            context.dispose.append(on_commit(self, lambda _commit: context.saver.changed(get_snapshot(self))))
+            context.dispose.append(on_commit(self, self._save_if_models_changed))
         context.saver.changed(get_snapshot(self))
+
+    def _save_if_models_changed(self, commit: Commit) -> None:
+        """Save the state file after commits that changed more than the loaded models (they are runtime)."""
+        if any(not patch["path"].startswith("/loaded_models") for patch in commit.patches):
+            self.context.saver.changed(get_snapshot(self))
+
+    def _add_catalog(self, entries: Iterable[CatalogEntry]) -> None:
+        """Catalog entries the tree does not hold yet (a store created as a field of an app starts empty)."""
+        keys = {info.key for info in self.models}
+        for entry in entries:
+            if entry.key not in keys:
+                self.models.append(ModelInfo.create(entry.to_dict()))
 
     def _restore(self, state: Mapping[str, Any]) -> None:
         """Take the selection and recorded hashes from a saved snapshot; statuses come from the scan."""
@@ -304,7 +333,8 @@ class LLMStore(ModelNode):
         info = self.get_model(key)
         if key in self.context.active or info.status == "downloading":
             raise ModelStoreError(f"model {key!r} is downloading; cancel the download before deleting it")
-        if key in self.context.loaded or info.status == "initializing":
+        llama = self.loaded_models.get(key)
+        if (llama is not None and llama.state in RUNTIME_STATES) or info.status == "initializing":
             raise ModelStoreError(f"model {key!r} is loaded; release it before deleting it")
         path = self.model_path(info)
 
@@ -316,6 +346,8 @@ class LLMStore(ModelNode):
         if info.status != "idle":
             info.transition("remove", path=None, progress=0.0, error=None, hash_cache=None)
         info.update(resumable_bytes=0, **dict.fromkeys(_METADATA))
+        if llama is not None:
+            del self.loaded_models[key]
         if info.url is None:
             self.models.remove(info)
         if self.selected_model_key == key:
@@ -324,17 +356,22 @@ class LLMStore(ModelNode):
 
     @flow
     async def load_model(self, key: str | None = None, **config: Any) -> LlamaModel:
-        """Load a ready model (the selected one by default) through ``LlamaModel``; its ModelInfo shows
-        ``initializing`` then ``ready`` (or ``error`` with LlamaModel's message). ``config`` goes to
-        ``LlamaModel.open`` (``isolation``, ``n_ctx``, ...). Loading a loaded model returns it."""
+        """Load a ready model (the selected one by default) into ``loaded_models[key]``, a node of the store and so
+        of the app's tree; its ModelInfo shows ``initializing`` then ``ready`` (or ``error`` with LlamaModel's
+        message). ``config`` is ``LlamaModel.open``'s (``isolation``, ``n_ctx``, ...); without it a restored
+        model keeps the config it had. Loading a loaded model returns it."""
         info = self.get_model(key) if key is not None else self.selected_model
         if info is None:
             raise ModelStoreError("no model is selected; select_model(key) or pass a key")
-        loaded = self.context.loaded.get(info.key)
-        if loaded is not None:
-            return loaded
+        previous = self.loaded_models.get(info.key)
+        if previous is not None and previous.state in RUNTIME_STATES:
+            return previous
+        if previous is not None and not config:
+            config = {"isolation": previous.isolation, **(previous.config or {})}
         info.transition("load")
-        llama = LlamaModel.open(self.model_path(info), **config)
+        self.loaded_models[info.key] = LlamaModel.create(LlamaModel.snapshot_for(self.model_path(info), **config))
+        llama = self.loaded_models[info.key]
+        llama.prestart()
         try:
             await llama.initialize()
         except anyio.get_cancelled_exc_class():
@@ -345,14 +382,13 @@ class LLMStore(ModelNode):
             info.transition("fail", error=f"cannot load {info.filename}: {llama.error}")
             await llama.cleanup()
             return llama
-        self.context.loaded[info.key] = llama
         info.transition("loaded")
         return llama
 
     @flow
     async def release_model(self, key: str) -> None:
-        """Free a loaded model (its file stays ``ready``)."""
-        llama = self.context.loaded.pop(key, None)
+        """Free a loaded model (its file stays ``ready``; its node stays in ``loaded_models``, ``released``)."""
+        llama = self.loaded_models.get(key)
         if llama is not None:
             await llama.cleanup()
 
@@ -365,9 +401,8 @@ class LLMStore(ModelNode):
         with anyio.move_on_after(5):
             for active in list(context.active.values()):
                 await active.done.wait()
-        for loaded in list(context.loaded.values()):
+        for loaded in list(self.loaded_models.values()):
             await loaded.cleanup()
-        context.loaded.clear()
         for dispose in context.dispose:
             dispose()
         context.dispose.clear()
@@ -397,9 +432,12 @@ def create_llm_store(
     downloader: Downloader | None = None,
     save_interval: float = 0.5,
 ) -> LLMStore:
-    """A store over ``models_dir`` (default: ``default_models_dir()``) and ``catalog`` (default: built-in)."""
-    directory = Path(models_dir) if models_dir is not None else default_models_dir()
-    entries = list(DEFAULT_CATALOG) if catalog is None else load_catalog(catalog)
-    context = StoreContext(directory, downloader or Downloader(), Saver(directory / STATE_FILE, save_interval))
-    snapshot = {"models": [{name: value for name, value in entry.to_dict().items()} for entry in entries]}
-    return LLMStore.create(snapshot, env=context)
+    """A store over ``models_dir`` (default: ``default_models_dir()``) and ``catalog`` (default: built-in), as
+    the root of its own tree; its env is ``llm_env(...)``, and its context is built at once, so the store keeps
+    these settings when it is then placed into an app's tree."""
+    env = llm_env(models_dir, catalog=catalog, downloader=downloader, save_interval=save_interval)
+    entries = env[LLM_ENV_KEY].catalog
+    snapshot = {"models": [entry.to_dict() for entry in (DEFAULT_CATALOG if entries is None else entries)]}
+    store = LLMStore.create(snapshot, env=env)
+    store.context  # noqa: B018  (built now: the store keeps its settings when it is placed into an app's tree)
+    return store

@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 
 from mst_llm.errors import InferenceError, WorkerDiedError
-from mst_llm.llm import Chunk, Finished, GenerateRequest, LoadCancelled, LoadInfo
+from mst_llm.llm import Chunk, Finished, GenerateRequest, LoadCancelled, LoadInfo, llm_env
 
 
 @dataclass
@@ -84,4 +84,4 @@ class FakeBackend:
 def fake_env(faults: Faults | None = None) -> dict[str, Any]:
     """An env for LlamaModel.open(..., env=...) that makes it use a FakeBackend."""
     shared = faults or Faults()
-    return {"backend_factory": lambda isolation: FakeBackend(shared), "faults": shared}
+    return {**llm_env(backend_factory=lambda isolation: FakeBackend(shared)), "faults": shared}
