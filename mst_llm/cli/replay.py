@@ -89,6 +89,7 @@ def _entry_json(entry: LogEntry) -> dict[str, Any]:
         "seq": entry.seq,
         "ts": entry.ts,
         "action": entry.action,
+        "flow": entry.flow,
         "patches": entry.patches,
         "inverse_patches": entry.inverse_patches,
     }
@@ -168,7 +169,7 @@ def _print_path_history(console: Console, rows: list[dict[str, Any]], json_path:
         table.add_row(
             str(row["seq"]),
             _when(row["ts"]),
-            Text(call_text(row["action"], 60)),
+            Text(call_text(row["action"], 60, row["flow"])),
             Text(_shown(row.get("before", ABSENT))),
             Text(_shown(row.get("after", ABSENT))),
         )
@@ -189,9 +190,8 @@ def _follow(console: Console, log: SessionLog, idle_exit: float | None, as_json:
                 if as_json:
                     click.echo(json.dumps(_entry_json(entry), ensure_ascii=False))
                 else:
-                    line = (
-                        f"{entry.seq:>8}  {_when(entry.ts)}  {call_text(entry.action)}  ({len(entry.patches)} patches)"
-                    )
+                    call = call_text(entry.action, flow=entry.flow)
+                    line = f"{entry.seq:>8}  {_when(entry.ts)}  {call}  ({len(entry.patches)} patches)"
                     console.print(Text(line))
                 printed = entry.seq
             if log.refresh():

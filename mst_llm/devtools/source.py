@@ -31,7 +31,7 @@ def summary(entry: Any) -> dict[str, Any]:
         "ts": entry.ts,
         "name": entry.name,
         "path": None if action is None else action.get("path", ""),
-        "call": call_text(action, 160),
+        "call": call_text(action, 160, entry.flow),
         "patches": len(entry.patches),
     }
 

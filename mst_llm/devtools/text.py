@@ -17,8 +17,12 @@ def value_text(value: Any, limit: int = 60) -> str:
     return shorten(json.dumps(value, ensure_ascii=False), limit)
 
 
-def call_text(action: dict[str, Any] | None, limit: int = 100) -> str:
-    """``path.name(args)`` of a recorded action call, its arguments shortened to fit ``limit``."""
+def call_text(action: dict[str, Any] | None, limit: int = 100, flow: dict[str, Any] | None = None) -> str:
+    """``path.name(args)`` of a recorded action call, its arguments shortened to fit ``limit``; for a flow's later
+    segment (no call of its own) the flow's call and ``[segment N]``."""
+    if action is None and flow is not None:
+        segment = f" [segment {flow['segment']}]"
+        return call_text({"args": [], **flow}, max(8, limit - len(segment))) + segment
     if action is None:
         return "(no action)"
     target = f"{action.get('path') or ''}.{action['name']}".lstrip(".")

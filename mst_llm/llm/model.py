@@ -257,6 +257,7 @@ class LlamaModel(ModelNode):
         )
 
     # --- the transitions (each one action, so one transaction and one /state patch) ------------------------
+    # The model calls these itself; their names are what patches, commits and session logs show.
 
     def _move(self, event: str) -> None:
         self._check(event)
@@ -280,47 +281,47 @@ class LlamaModel(ModelNode):
             )
 
     @action
-    def _begin_load(self) -> None:
+    def start_loading(self) -> None:
         self._move("initialize")
         self.error = None
         self.load_progress = 0.0
 
     @action
-    def _set_info(self, info: dict[str, Any]) -> None:
+    def record_file_info(self, info: dict[str, Any]) -> None:
         self.info = info
 
     @action
-    def _set_load_progress(self, progress: float) -> None:
+    def report_load_progress(self, progress: float) -> None:
         self.load_progress = progress
 
     @action
-    def _loaded(self, backend_info: dict[str, Any]) -> None:
+    def finish_loading(self, backend_info: dict[str, Any]) -> None:
         self._move("loaded")
         self.load_progress = 1.0
         self.backend_info = backend_info
 
     @action
-    def _fail(self, message: str) -> None:
+    def fail(self, message: str) -> None:
         self._move("fail")
         self.error = message
 
     @action
-    def _load_cancelled(self) -> None:
+    def cancel_loading(self) -> None:
         self._move("cancel")
 
     @action
-    def _begin_generate(self) -> None:
+    def start_generation(self) -> None:
         self._move("generate")
         self.tokens_generated = 0
         self.tokens_per_second = 0.0
 
     @action
-    def _set_progress(self, tokens: int, tokens_per_second: float) -> None:
+    def report_progress(self, tokens: int, tokens_per_second: float) -> None:
         self.tokens_generated = tokens
         self.tokens_per_second = tokens_per_second
 
     @action
-    def _finish(self, tokens: int, tokens_per_second: float, reason: FinishReason) -> None:
+    def finish_generation(self, tokens: int, tokens_per_second: float, reason: FinishReason) -> None:
         self._move("finish")
         self.tokens_generated = tokens
         self.tokens_per_second = tokens_per_second
@@ -328,7 +329,7 @@ class LlamaModel(ModelNode):
         self.last_finish_reason = reason
 
     @action
-    def _release(self) -> None:
+    def mark_released(self) -> None:
         self._move("release")
 
     def _changed(self, previous: str) -> None:
@@ -348,7 +349,7 @@ class LlamaModel(ModelNode):
 
         Raises InvalidTransition unless the model is idle or in error (a retry)."""
         rt = self._rt
-        self._step("_begin_load")
+        self._step("start_loading")
         rt.cancel_requested = False
         rt.load_progress = 0.0
         rt.done = anyio.Event()
@@ -364,26 +365,26 @@ class LlamaModel(ModelNode):
         try:
             if config["validate"]:  # before any worker starts: a bad file costs milliseconds, not a process
                 info = await anyio.to_thread.run_sync(check_gguf, self.path)
-                self._set_info(info.to_dict())
+                self.record_file_info(info.to_dict())
             if rt.cancel_requested:
                 raise LoadCancelled()
             backend = rt.backend = self._make_backend()
-            loaded = await backend.load(self.path, config, self._report_load_progress)
+            loaded = await backend.load(self.path, config, self._on_load_progress)
             if rt.cancel_requested:  # the load finished before the cancel reached it: honour the cancel
                 raise LoadCancelled()
         except LoadCancelled:
-            self._step("_load_cancelled")
+            self._step("cancel_loading")
         except (GGUFValidationError, InferenceError, OSError) as error:
-            self._step("_fail", str(error))
+            self._step("fail", str(error))
         except anyio.get_cancelled_exc_class():
-            self._step("_load_cancelled")
+            self._step("cancel_loading")
             raise
         except Exception as error:  # a bug or an engine surprise must not leave the model stuck in 'loading'
             logger.exception("loading %s failed unexpectedly", self.path)
-            self._step("_fail", f"loading failed unexpectedly: {error!r}")
+            self._step("fail", f"loading failed unexpectedly: {error!r}")
         else:
-            self._report_load_progress(1.0)
-            self._step("_loaded", loaded.to_dict())
+            self._on_load_progress(1.0)
+            self._step("finish_loading", loaded.to_dict())
             return
         finally:
             if self.state != "loading" and self.state != "ready":
@@ -396,7 +397,7 @@ class LlamaModel(ModelNode):
             return factory(self.isolation)
         return ProcessBackend() if self.isolation == "process" else ThreadBackend()
 
-    def _report_load_progress(self, progress: float) -> None:
+    def _on_load_progress(self, progress: float) -> None:
         rt = self._rt
         if progress <= rt.load_progress:
             return
@@ -405,7 +406,7 @@ class LlamaModel(ModelNode):
         now = time.monotonic()
         if progress < 1.0 and now - rt.last_update >= self._update_interval():
             rt.last_update = now
-            self._set_load_progress(progress)
+            self.report_load_progress(progress)
 
     def _update_interval(self) -> float:
         rate = float(self.effective_config()["progress_updates_per_second"])
@@ -472,7 +473,7 @@ class LlamaModel(ModelNode):
         self, request: GenerateRequest, *, raise_errors: bool
     ) -> AsyncGenerator[StreamChunk | GenerationResult, None]:
         rt = self._rt
-        self._step("_begin_generate")
+        self._step("start_generation")
         backend = rt.backend
         assert backend is not None, "a ready model has a backend"
         rt.cancel_requested = False
@@ -497,7 +498,7 @@ class LlamaModel(ModelNode):
                 rt.on_progress.emit(ProgressEvent(text, item.text, tokens, speed, elapsed))
                 if now - rt.last_update >= interval:
                     rt.last_update = now
-                    self._set_progress(tokens, speed)
+                    self.report_progress(tokens, speed)
                 yield StreamChunk(item.text, item.token, tokens, elapsed)
         except InferenceError as error:
             failure = error
@@ -530,10 +531,10 @@ class LlamaModel(ModelNode):
 
     def _settle(self, tokens: int, started: float, reason: FinishReason) -> None:
         elapsed = time.monotonic() - started
-        self._step("_finish", tokens, tokens / elapsed if elapsed > 0 else 0.0, reason)
+        self._step("finish_generation", tokens, tokens / elapsed if elapsed > 0 else 0.0, reason)
 
     async def _fail_generation(self, rt: _Runtime, error: InferenceError) -> None:
-        self._step("_fail", str(error))
+        self._step("fail", str(error))
         with anyio.CancelScope(shield=True):
             await self._close_backend(rt)
 
@@ -556,4 +557,4 @@ class LlamaModel(ModelNode):
         await self.cancel()
         with anyio.CancelScope(shield=True):
             await self._close_backend(self._rt)
-        self._step("_release")
+        self._step("mark_released")

@@ -130,7 +130,7 @@ class LLMStore(ModelNode):
         self.selected_model_key = key
 
     @action
-    def _auto_select(self) -> None:
+    def auto_select(self) -> None:
         """Select the first ready model when nothing ready is selected."""
         current = self.selected_model
         if current is None or current.status != "ready":
@@ -159,7 +159,7 @@ class LLMStore(ModelNode):
         for info in list(self.models):
             if info.key not in context.active:
                 await self._scan_one(info)
-        self._auto_select()
+        self.auto_select()
         self.error = None
         self.is_initialized = True
         if not context.dispose:
@@ -310,7 +310,7 @@ class LLMStore(ModelNode):
             info.update(hash_cache={"size": result.size, "mtime_ns": stat.st_mtime_ns, "sha256": result.sha256})
         info.set_progress(100.0)
         await self._scan_one(info, success="complete")
-        self._auto_select()
+        self.auto_select()
 
     @flow
     async def cancel_model_download(self, key: str, keep_partial: bool = False) -> None:

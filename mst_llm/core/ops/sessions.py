@@ -5,7 +5,8 @@ File layout (one JSON object per line, UTF-8)::
 
     {"format":"mst_llm.session","version":1,"root_type":...,"library_version":...,"started":...,"ts":...,
      "meta":...,"initial":<snapshot>}                                        header, always first
-    {"seq":1,"ts":...,"action":{"name":..,"path":..,"args":[..]}|null,"patches":[..],"inverse_patches":[..]}
+    {"seq":1,"ts":...,"action":{"name":..,"path":..,"args":[..]}|null,"patches":[..],"inverse_patches":[..],
+     "flow":{"name":..,"id":..,"segment":..,"path":..,"args":[..]}}           "flow" only when a flow made it
     {"checkpoint":1000,"ts":...,"snapshot":<snapshot after entry 1000>}      now and then
 
 State ``seq`` is the snapshot after entry ``seq``; state 0 is the header's initial snapshot. With
@@ -87,8 +88,12 @@ def entry_line(
     action: dict[str, Any] | None,
     patches: Sequence[dict[str, Any]],
     inverse_patches: Sequence[dict[str, Any]],
+    flow: dict[str, Any] | None = None,
 ) -> bytes:
-    return _dumps({"seq": seq, "ts": ts, "action": action, "patches": patches, "inverse_patches": inverse_patches})
+    entry = {"seq": seq, "ts": ts, "action": action, "patches": patches, "inverse_patches": inverse_patches}
+    if flow is not None:
+        entry["flow"] = flow
+    return _dumps(entry)
 
 
 def checkpoint_line(seq: int, ts: float, snapshot: Any) -> bytes:
@@ -118,6 +123,9 @@ def type_name(node: Any) -> str:
 # --- writing ---------------------------------------------------------------------------------------------
 
 
+_FLOW_RUNS_KEPT = 1024  # flow runs whose arguments a recorder remembers for their later segments
+
+
 class SessionRecorder:
     """Appends one line per committed transaction on ``node`` to a session log; a context manager."""
 
@@ -142,6 +150,7 @@ class SessionRecorder:
         self._timer: threading.Timer | None = None
         self.checkpoint_every = checkpoint_every
         self.seq = 0
+        self._flow_calls: dict[int, dict[str, Any]] = {}  # flow run id -> its path and args, recent runs only
         self._since_checkpoint = 0
         self._bytes_since_checkpoint = 0
         self._dispose: Callable[[], None] | None = None
@@ -181,11 +190,25 @@ class SessionRecorder:
             os.fsync(self._fd)
         return len(data)
 
+    def _flow_call(self, flow: dict[str, Any], action: dict[str, Any] | None) -> dict[str, Any]:
+        """The flow record of an entry, with the flow's path and arguments: from this commit's call (the first
+        segment's), else from the earlier entry of the same run that had it (later segments have no call)."""
+        if action is not None:
+            call = self._flow_calls[flow["id"]] = {"path": action["path"], "args": action["args"]}
+            while len(self._flow_calls) > _FLOW_RUNS_KEPT:
+                del self._flow_calls[next(iter(self._flow_calls))]
+        else:
+            call = self._flow_calls.get(flow["id"], {})
+        return {**flow, **call}
+
     def _on_commit(self, entry: Any) -> None:
         if self._fd is None:
             return
         self.seq += 1
-        size = self._write(entry_line(self.seq, time.time(), entry.action, entry.patches, entry.inverse_patches))
+        flow = entry.flow
+        if flow is not None:
+            flow = self._flow_call(flow, entry.action)
+        size = self._write(entry_line(self.seq, time.time(), entry.action, entry.patches, entry.inverse_patches, flow))
         if self.checkpoint_every:
             self._since_checkpoint += 1
             self._bytes_since_checkpoint += size
@@ -253,17 +276,22 @@ def record_session(
 
 @dataclass(frozen=True, slots=True)
 class LogEntry:
-    """One recorded transaction. ``action`` is the outermost action call, None for bare changes."""
+    """One recorded transaction. ``action`` is the outermost action call, None for bare changes; ``flow`` is the
+    flow run that made it (``name``, ``id``, ``segment``, and ``path``/``args`` when known), else None."""
 
     seq: int
     ts: float
     action: dict[str, Any] | None
     patches: list[dict[str, Any]]
     inverse_patches: list[dict[str, Any]]
+    flow: dict[str, Any] | None = None
 
     @property
     def name(self) -> str | None:
-        return None if self.action is None else self.action["name"]
+        """The action's name, else the name of the flow that made the change (None for a bare change)."""
+        if self.action is not None:
+            return str(self.action["name"])
+        return None if self.flow is None else str(self.flow["name"])
 
 
 class SessionLog:
@@ -361,7 +389,14 @@ class SessionLog:
         try:
             items = json.loads(b"[" + raw.rstrip(b"\n").replace(b"\n", b",") + b"]")
             entries = [
-                LogEntry(item["seq"], item["ts"], item.get("action"), item["patches"], item["inverse_patches"])
+                LogEntry(
+                    item["seq"],
+                    item["ts"],
+                    item.get("action"),
+                    item["patches"],
+                    item["inverse_patches"],
+                    item.get("flow"),
+                )
                 for item in items
             ]
         except (ValueError, KeyError, TypeError):
