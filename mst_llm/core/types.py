@@ -11,7 +11,8 @@ from typing import Annotated, TypeAlias, TypeVar
 
 from mst_llm.core.base.frozen import FrozenDict, FrozenList
 from mst_llm.core.kinds.annotations import _FROZEN, _REFERENCE, _SAFE_REFERENCE, refinement, snapshot_processor
-from mst_llm.core.kinds.base import MISSING, IdentifierType, Type, volatile
+from mst_llm.core.kinds.base import MISSING, IdentifierType, Type, default, volatile
+from mst_llm.core.kinds.value import custom
 
 _T = TypeVar("_T")
 
@@ -31,6 +32,8 @@ __all__ = [
     "Reference",
     "SafeReference",
     "Type",
+    "custom",
+    "default",
     "refinement",
     "snapshot_processor",
     "volatile",

@@ -42,6 +42,16 @@ def split_json_path(path: str) -> list[str]:
     return [unescape_json_path(part) for part in path[1:].split("/")]
 
 
+def split_relative_path(path: str) -> list[str]:
+    """Split a path for ``resolve_path``: a JSON pointer, or (as MST's ``resolvePath``) a relative path that starts
+    with "." ("./a", "../b/c", ".."), whose "." parts stay where they are and ".." parts go up."""
+    if not path.startswith("."):
+        return split_json_path(path)
+    if "~" in path and _BAD_ESCAPE.search(path):
+        raise PatchError([(path, "'~' in a path must be followed by 0 or 1 (~0 is '~', ~1 is '/')")])
+    return [unescape_json_path(part) for part in path.split("/") if part != "."]
+
+
 def list_index(part: str, size: int, *, end: bool = False) -> int:
     """The index ``part`` names in a list of ``size`` items (PathNotFoundError when none).
 

@@ -14,6 +14,7 @@ import datetime as dt
 import enum
 import json
 import math
+import types
 import typing
 import uuid
 from collections.abc import Callable, Iterable
@@ -46,6 +47,8 @@ def _strict(kinds: tuple[type, ...], convert: Callable[[Any], Any] | None = None
     """A structure hook that accepts only ``kinds`` (bool never counts as a number)."""
 
     def structure(value: Any, cls: Any) -> Any:
+        if cls not in kinds:  # a StrEnum or IntEnum: the str or int hook is the nearest one to its class
+            return cls(value)
         if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds):
             return value if convert is None else convert(value)
         raise TypeError(f"expected {cls.__name__}, got {type(value).__name__}")
@@ -57,6 +60,15 @@ value_converter.register_structure_hook(str, _strict((str,)))
 value_converter.register_structure_hook(int, _strict((int,)))
 value_converter.register_structure_hook(float, _strict((int, float), float))
 value_converter.register_structure_hook(bool, _strict((bool,)))
+
+
+def _unstructure_scalar(value: Any) -> Any:
+    """A str or int as it is; a StrEnum or IntEnum member (a str or int subclass) as its value."""
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+value_converter.register_unstructure_hook(str, _unstructure_scalar)
+value_converter.register_unstructure_hook(int, _unstructure_scalar)
 
 
 def _iso(cls: type, parse: Callable[[str], Any]) -> Callable[[Any, Any], Any]:
@@ -170,3 +182,20 @@ def is_value_annotation(annotation: Any) -> bool:
     except StructureHandlerNotFoundError:
         return False
     return True
+
+
+def is_value_hint(hint: Any) -> bool:
+    """Whether an action parameter annotated ``hint`` takes a value the converter structures back on replay: a
+    value type, or a ``list``, ``dict[str, ...]`` or ``X | None`` of one."""
+    if is_value_annotation(hint):
+        return True
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is list:
+        return is_value_hint(args[0])
+    if origin is dict:
+        return args[0] is str and is_value_hint(args[1])
+    if origin is typing.Union or origin is types.UnionType:
+        present = [arg for arg in args if arg is not type(None)]
+        return len(present) == 1 < len(args) and is_value_hint(present[0])
+    return False

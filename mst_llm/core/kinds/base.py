@@ -610,3 +610,10 @@ class Volatile:
 def volatile(default: Any = None, *, factory: Callable[[], Any] | None = None) -> Any:
     """A volatile field: ``cache: object = t.volatile(None)`` (or ``t.volatile(factory=dict)``)."""
     return Volatile(default, factory)
+
+
+def default(snapshot: Any) -> Any:
+    """A field default that type checkers accept for any field type (``address: Address = t.default({})``, where
+    ``= {}`` is a dict assigned to an ``Address``): the snapshot used when the field is omitted, or a function
+    that returns a fresh one on every create (``t.default(make_address)``)."""
+    return snapshot

@@ -16,7 +16,7 @@ import attrs
 
 from mst_llm.core.base import context
 from mst_llm.core.base.frozen import FrozenDict
-from mst_llm.core.kinds.annotations import registry, to_type
+from mst_llm.core.kinds.annotations import evaluate, registry, to_type
 from mst_llm.core.kinds.base import (
     MISSING,
     Errors,
@@ -517,7 +517,7 @@ def model(cls: C) -> C:
     own_fields = {name: spec for name, spec in fields.items() if name not in _inherited(model_bases)}
     built = attrs.define(
         built,
-        these={name: attrs.field() for name in own_fields},
+        these={name: attrs.field(type=_real_type(spec.annotation, namespace)) for name, spec in own_fields.items()},
         slots=True,
         eq=False,
         init=False,
@@ -582,6 +582,17 @@ class _LiveNamespace(dict[str, Any]):
         if self.module is not None and hasattr(self.module, key):
             return getattr(self.module, key)
         raise KeyError(key)
+
+
+def _real_type(annotation: Any, namespace: Mapping[str, Any]) -> Any:
+    """A field's type for attrs (``attrs.fields(Model)``, cattrs, IDEs): a string annotation evaluated when it
+    can be now (a name defined later stays a string, as attrs allows)."""
+    if not isinstance(annotation, str):
+        return annotation
+    try:
+        return evaluate(annotation, namespace)
+    except NameError:
+        return annotation
 
 
 def _inherited(model_bases: list[type]) -> set[str]:

@@ -19,7 +19,12 @@ def on_patch(node: Any, listener: Callable[[dict[str, Any], dict[str, Any]], Non
 
 def apply_patch(node: Any, patch: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> None:
     """Apply one patch or a list of patches in one transaction; on any error nothing changes."""
-    patches = [patch] if isinstance(patch, Mapping) else list(patch)
+    if isinstance(patch, Mapping):
+        patches = [patch]
+    elif isinstance(patch, Iterable) and not isinstance(patch, (str, bytes)):
+        patches = list(patch)
+    else:
+        raise PatchError([("", f"expected a patch or a list of patches, got {type(patch).__name__}")])
     if not is_node(node):
         raise PatchError([("", f"apply_patch expects a tree node, got {type(node).__name__}")])
     run_action(node, "@APPLY_PATCHES", _apply_all, (patches,), {}, record_args=(patches,))

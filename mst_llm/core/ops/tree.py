@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+import typing
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from mst_llm.core.base.pointer import list_index, split_json_path
+from mst_llm.core.base.pointer import json_patch_path, list_index, split_relative_path
+from mst_llm.core.base.values import is_value_hint, value_converter
+from mst_llm.core.kinds.annotations import to_type
 from mst_llm.core.kinds.base import _unwrap
 from mst_llm.core.kinds.dict import DictType
 from mst_llm.core.kinds.list import ListType
@@ -25,9 +30,9 @@ from mst_llm.core.state.node import (
     root_of,
     tree_of,
 )
-from mst_llm.core.state.transaction import Commit, current_tx, run_action, write_tx
+from mst_llm.core.state.transaction import Commit, _running_call, current_tx, run_action, write_tx
 from mst_llm.core.state.write import write
-from mst_llm.errors import MSTError, PathNotFoundError
+from mst_llm.errors import InvalidReferenceError, MSTError, PathNotFoundError
 
 T = TypeVar("T")
 
@@ -40,23 +45,29 @@ __all__ = [
     "detach",
     "get_env",
     "get_identifier",
+    "get_members",
     "get_parent",
     "get_parent_of_type",
     "get_path",
     "get_path_parts",
+    "get_relative_path",
     "get_root",
+    "get_running_action_context",
     "get_type",
     "has_parent",
     "is_alive",
     "is_protected",
     "is_root",
     "is_state_tree_node",
+    "is_valid_reference",
     "on_action",
     "protect",
     "record_actions",
     "resolve_identifier",
     "resolve_path",
+    "try_reference",
     "try_resolve",
+    "typecheck",
     "unprotect",
     "walk",
 ]
@@ -126,9 +137,10 @@ def get_path_parts(node: Any) -> list[str]:
 
 
 def resolve_path(node: Any, path: str) -> Any:
-    """The value at a JSON pointer relative to ``node`` (PathNotFoundError when absent)."""
+    """The value at a path relative to ``node`` (PathNotFoundError when absent): a JSON pointer ("/a/0", ".."
+    parts go up) or, as in MST, a path starting with "." ("./a", "../b/c")."""
     current: Any = _node(node)
-    parts = split_json_path(path)
+    parts = split_relative_path(path)
     for part in parts:
         kind = getattr(type(current), "_mst_kind", None)
         if part == "..":
@@ -325,8 +337,42 @@ def apply_action(node: Any, call: dict[str, Any] | list[dict[str, Any]]) -> Any:
             method = getattr(type(target), name, None)
             if method is None or not getattr(method, "_mst_action", False):
                 raise MSTError(f"{type(target).__name__} has no action {name!r}")
+            args, kwargs = _structure_arguments(method, target, args, kwargs)
             result = getattr(target, name)(*args, **kwargs)
     return result
+
+
+_hints: weakref.WeakKeyDictionary[Callable[..., Any], dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _value_hints(method: Callable[..., Any]) -> dict[str, Any]:
+    """The parameters of an action whose JSON form ``value_converter`` structures back, with their hints
+    (none when the hints cannot be resolved: the JSON form is then passed as it is)."""
+    found = _hints.get(method)
+    if found is None:
+        try:
+            hints = typing.get_type_hints(method)
+        except (NameError, TypeError):
+            hints = {}
+        found = _hints[method] = {key: hint for key, hint in hints.items() if key != "return" and is_value_hint(hint)}
+    return found
+
+
+def _structure_arguments(
+    method: Callable[..., Any], target: Any, args: list[Any], kwargs: dict[str, Any]
+) -> tuple[list[Any], dict[str, Any]]:
+    """A recorded call's arguments with their JSON forms turned back into the values the action's hints name."""
+    hints = _value_hints(method)
+    if not hints:
+        return args, kwargs
+    try:
+        bound = inspect.signature(method).bind(target, *args, **kwargs)
+    except TypeError:
+        return args, kwargs  # the call itself reports the mismatch
+    for key, hint in hints.items():
+        if key in bound.arguments:
+            bound.arguments[key] = value_converter.structure(bound.arguments[key], hint)
+    return list(bound.args[1:]), bound.kwargs
 
 
 class ActionRecorder:
@@ -348,3 +394,67 @@ class ActionRecorder:
 def record_actions(node: Any) -> ActionRecorder:
     """Record the outermost action calls on ``node``'s subtree: ``.actions``, ``.stop()``, ``.replay(target)``."""
     return ActionRecorder(node)
+
+
+# --- MST parity: members, relative paths, references, the running action, typecheck -----------------------
+
+
+def get_relative_path(base: Any, target: Any) -> str:
+    """The shortest path from ``base`` to ``target`` in the same tree (MST ``getRelativePath``), one that
+    ``resolve_path(base, ...)`` follows: "../b/c" goes up then down, "/todos/1" down, ".." up, "" stays."""
+    if root_of(_node(base)) is not root_of(_node(target)):
+        raise MSTError(f"{type(base).__name__} and {type(target).__name__} nodes are not in the same tree")
+    base_parts = path_parts_of(base)
+    target_parts = path_parts_of(target)
+    common = 0
+    while common < min(len(base_parts), len(target_parts)) and base_parts[common] == target_parts[common]:
+        common += 1
+    return "/".join([".."] * (len(base_parts) - common)) + json_patch_path(target_parts[common:])
+
+
+def get_members(node: Any) -> dict[str, Any]:
+    """What ``node``'s type declares (MST ``getMembers``): ``name``, ``properties`` (field -> type),
+    ``actions``, ``views`` and ``volatile`` (field names); lists and dicts declare only their name."""
+    type_ = get_type(node)
+    if not isinstance(type_, type):
+        return {"name": type_.name, "properties": {}, "actions": [], "views": [], "volatile": []}
+    fields = type_._mst_fields  # type: ignore[attr-defined]
+    members = {name: getattr(type_, name, None) for name in dir(type_) if not name.startswith("__")}
+    return {
+        "name": type_.__name__,
+        "properties": {name: spec.type for name, spec in fields.items() if spec.volatile is None},
+        "actions": sorted(name for name, member in members.items() if getattr(member, "_mst_action", False)),
+        "views": sorted(name for name, member in members.items() if isinstance(member, reactivity._View)),
+        "volatile": [name for name, spec in fields.items() if spec.volatile is not None],
+    }
+
+
+def try_reference(getter: Callable[[], T], check_if_alive: bool = True) -> T | None:
+    """``getter()`` (which reads a reference), or None when the reference does not resolve or, with
+    ``check_if_alive``, resolves to a dead node (MST ``tryReference``)."""
+    try:
+        found = getter()
+    except InvalidReferenceError:
+        return None
+    if check_if_alive and is_node(found) and not is_alive(found):
+        return None
+    return found
+
+
+def is_valid_reference(getter: Callable[[], Any], check_if_alive: bool = True) -> bool:
+    """Whether ``getter()`` reads a reference that resolves (MST ``isValidReference``)."""
+    return try_reference(getter, check_if_alive) is not None
+
+
+def get_running_action_context() -> ActionCall | None:
+    """The innermost action running on this thread (``name``, ``context``, ``args``, ``parent_call``), or None
+    outside actions (MST ``getRunningActionContext``)."""
+    tx = current_tx()
+    call = None if tx is None else _running_call(tx)
+    return call if call is not None and call.name else None
+
+
+def typecheck(annotation: Any, value: Any) -> None:
+    """Raise ValidationError when ``value`` (a snapshot or a value) is not valid for ``annotation`` (a model
+    class, any field annotation or an mst_llm type) (MST ``typecheck``)."""
+    to_type(annotation).check(value)

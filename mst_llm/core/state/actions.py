@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from mst_llm.core.base.frozen import FrozenDict, FrozenList
+from mst_llm.core.base.values import is_value_annotation, value_converter
 from mst_llm.core.state.change import relative_path
 from mst_llm.core.state.node import is_node, snapshot_of
 
@@ -77,13 +78,18 @@ def serialise_call(call: ActionCall, depth: int) -> dict[str, Any]:
 
 
 def to_json_value(value: Any) -> Any:
-    """A JSON-ready form of an action argument: nodes become their snapshots."""
+    """A JSON-ready form of an action argument: nodes become their snapshots, values (datetimes, enums, frozen
+    dataclasses, ...) their ``value_converter`` JSON form, which ``apply_action`` structures back."""
     if is_node(value):
         return snapshot_of(value)
-    if value is None or isinstance(value, (str, int, float, bool, FrozenDict, FrozenList)):
+    if type(value) in _PLAIN_ARGUMENTS or isinstance(value, (FrozenDict, FrozenList)):
         return value
     if isinstance(value, dict):
         return {str(key): to_json_value(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_json_value(item) for item in value]
+    if is_value_annotation(type(value)):
+        return value_converter.unstructure(value)
+    if isinstance(value, (str, int, float)):
+        return value  # a subclass of a JSON scalar is written as one
     return {"$MST_UNSERIALIZABLE": True, "type": type(value).__name__}
