@@ -5,6 +5,7 @@ A listener that raises is logged and skipped, so a broken UI callback never brea
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -25,7 +26,15 @@ class Event(Generic[T]):
         self._name = name
 
     def listen(self, callback: Callable[[T], object]) -> Callable[[], None]:
-        """Call `callback(event)` for each event until the returned function is called."""
+        """Call `callback(event)` for each event until the returned function is called.
+
+        Listeners run synchronously where the event happens; an ``async def`` one would only create a coroutine
+        that never runs, so it is refused at once with TypeError (start a task from a plain listener instead)."""
+        if inspect.iscoroutinefunction(callback) or inspect.iscoroutinefunction(type(callback).__call__):
+            raise TypeError(
+                f"{self._name} listeners are called synchronously; {callback!r} is an async function, "
+                "so it would never run: pass a plain function (it may start a task)"
+            )
 
         def guarded(value: T) -> None:
             try:

@@ -246,3 +246,17 @@ def test_sync_code_uses_anyio_run() -> None:
     result = anyio.run(lambda: model.generate("hi", max_tokens=2))
     assert result.text == "w0 w1 "
     anyio.run(model.cleanup)
+
+
+def test_an_async_listener_is_refused_at_once() -> None:
+    model = fake_model()
+
+    async def listener(event: ProgressEvent) -> None: ...
+
+    class Handler:
+        async def __call__(self, event: ProgressEvent) -> None: ...
+
+    for callback in (listener, Handler()):
+        with pytest.raises(TypeError, match="async function"):
+            model.on_progress.listen(callback)
+    assert model.on_progress.listener_count == 0
