@@ -1,0 +1,416 @@
+"""Value types (issue 11): cattrs-backed leaf values in fields, snapshots, patches and action replay, and the MST
+parity functions that came with them."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import json
+import uuid
+from decimal import Decimal
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any
+
+import attrs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mst_llm import (
+    ActionCall,
+    PatchError,
+    ValidationError,
+    action,
+    apply_action,
+    apply_patch,
+    apply_snapshot,
+    clone,
+    get_members,
+    get_relative_path,
+    get_running_action_context,
+    get_snapshot,
+    is_valid_reference,
+    model,
+    on_action,
+    on_patch,
+    record_actions,
+    resolve_path,
+    try_reference,
+    try_resolve,
+    typecheck,
+    unprotect,
+    value_converter,
+    view,
+)
+from mst_llm import types as t
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+class Status(enum.StrEnum):
+    OPEN = "open"
+    DONE = "done"
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    x: int
+    y: int
+
+
+@attrs.frozen
+class Stamp:
+    at: dt.datetime
+    where: Point
+
+
+@model
+class Values:
+    when: dt.datetime | None = None
+    day: dt.date | None = None
+    clock: dt.time | None = None
+    span: dt.timedelta | None = None
+    money: Decimal | None = None
+    ident: uuid.UUID | None = None
+    path: Path | None = None
+    posix: PurePosixPath | None = None
+    colour: Colour | None = None
+    level: Level | None = None
+    status: Status | None = None
+    many: tuple[int, ...] | None = None
+    pair: tuple[str, int] | None = None
+    tags: frozenset[str] | None = None
+    point: Point | None = None
+    stamp: Stamp | None = None
+    moments: list[dt.datetime] = []
+    prices: dict[str, Decimal] = {}
+
+    @action
+    def put(self, name: str, value: Any) -> None:
+        setattr(self, name, value)
+
+    @action
+    def set_when(self, when: dt.datetime, *, money: Decimal | None = None, days: list[dt.date] | None = None) -> None:
+        self.when = when
+        self.money = money
+        self.moments = [dt.datetime.combine(day, dt.time(), dt.UTC) for day in days or []]
+
+
+zones = st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=2)), dt.timezone(dt.timedelta(hours=-5, minutes=-30))])
+datetimes = st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2200, 1, 1), timezones=zones)
+points = st.builds(Point, st.integers(-1000, 1000), st.integers(-1000, 1000))
+VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "when": datetimes,
+    "day": st.dates(),
+    "clock": st.times(),
+    "span": st.timedeltas(min_value=dt.timedelta(days=-(10**5)), max_value=dt.timedelta(days=10**5)),
+    "money": st.decimals(allow_nan=False, allow_infinity=False),
+    "ident": st.uuids(),
+    "path": st.builds(Path, st.text(st.characters(categories=["L", "N"]), min_size=1, max_size=8)),
+    "posix": st.builds(PurePosixPath, st.from_regex(r"/?[a-z]{1,5}(/[a-z]{1,5}){0,2}", fullmatch=True)),
+    "colour": st.sampled_from(Colour),
+    "level": st.sampled_from(Level),
+    "status": st.sampled_from(Status),
+    "many": st.lists(st.integers(), max_size=4).map(tuple),
+    "pair": st.tuples(st.text(max_size=5), st.integers()),
+    "tags": st.frozensets(st.text(max_size=4), max_size=4),
+    "point": points,
+    "stamp": st.builds(Stamp, datetimes, points),
+}
+writes = st.lists(st.one_of([st.tuples(st.just(name), strategy) for name, strategy in VALUES.items()]), max_size=8)
+
+
+def _wire(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.fixed_dictionaries({}, optional=VALUES))
+def test_create_snapshot_json_create_gives_equal_values(fields: dict[str, Any]) -> None:
+    node = Values.create(fields)
+    again = Values.create(_wire(get_snapshot(node)))
+    for name, value in fields.items():
+        assert getattr(node, name) == value
+        assert getattr(again, name) == value
+        assert type(getattr(again, name)) is type(value)
+    assert get_snapshot(again) == get_snapshot(node)
+
+
+@settings(max_examples=60, deadline=None)
+@given(writes)
+def test_random_writes_replayed_as_patches_give_equal_snapshots(changes: list[tuple[str, Any]]) -> None:
+    live = Values.create()
+    copy = clone(live)
+    patches: list[Any] = []
+    on_patch(live, lambda patch, inverse: patches.append(patch))
+    for name, value in changes:
+        live.put(name, value)
+    apply_patch(copy, _wire(patches))
+    assert get_snapshot(copy) == get_snapshot(live)
+    for name, _ in changes:
+        assert getattr(copy, name) == getattr(live, name)
+
+
+@settings(max_examples=60, deadline=None)
+@given(datetimes, st.none() | st.decimals(allow_nan=False, allow_infinity=False), st.lists(st.dates(), max_size=3))
+def test_action_replay_reproduces_state(when: dt.datetime, money: Decimal | None, days: list[dt.date]) -> None:
+    live = Values.create()
+    copy = clone(live)
+    recorder = record_actions(live)
+    live.set_when(when, money=money, days=days)
+    assert recorder.actions[0]["args"] == [when.isoformat()]
+    apply_action(copy, _wire(recorder.actions))
+    assert get_snapshot(copy) == get_snapshot(live)
+    assert copy.when == when and copy.when.utcoffset() == when.utcoffset()
+
+
+def test_reads_return_values_and_snapshots_hold_json_forms() -> None:
+    node = Values.create(
+        {
+            "when": "2025-03-01T09:30:00+01:00",
+            "span": 1.5,
+            "money": "19.90",
+            "colour": "red",
+            "level": 2,
+            "status": "done",
+            "pair": ["a", 1],
+            "tags": ["b", "a"],
+            "stamp": {"at": "2025-01-01T00:00:00+00:00", "where": {"x": 1, "y": 2}},
+            "prices": {"tea": "2.50"},
+        }
+    )
+    assert node.when.utcoffset() == dt.timedelta(hours=1)
+    assert node.span == dt.timedelta(seconds=1.5)
+    assert node.colour is Colour.RED and node.level is Level.HIGH and node.status is Status.DONE
+    assert node.pair == ("a", 1) and node.tags == frozenset({"a", "b"})
+    assert node.stamp == Stamp(dt.datetime(2025, 1, 1, tzinfo=dt.UTC), Point(1, 2))
+    assert node.prices["tea"] == Decimal("2.50")
+    snapshot = get_snapshot(node)
+    assert snapshot["money"] == "19.90" and snapshot["status"] == "done" and type(snapshot["status"]) is str
+    assert snapshot["tags"] == ["a", "b"] and snapshot["prices"] == {"tea": "2.50"}
+    assert snapshot["stamp"] == {"at": "2025-01-01T00:00:00+00:00", "where": {"x": 1, "y": 2}}
+
+
+def test_invalid_form_names_path_and_type_and_leaves_tree_unchanged() -> None:
+    node = Values.create({"money": "1"})
+    before = get_snapshot(node)
+    with pytest.raises(ValidationError) as raised:
+        apply_patch(
+            node,
+            [{"op": "replace", "path": "/money", "value": "2"}, {"op": "replace", "path": "/when", "value": "soon"}],
+        )
+    assert raised.value.errors[0][0] == "/when"
+    assert "expected datetime" in raised.value.errors[0][1]
+    assert get_snapshot(node) is before or get_snapshot(node) == before
+    with pytest.raises(ValidationError) as created:
+        Values.create({"point": {"x": "one", "y": 2}, "moments": ["2025-01-01T00:00:00", 5]})
+    assert [path for path, _ in created.value.errors] == ["/point", "/moments/1"]
+
+
+def test_equal_write_emits_nothing_but_other_digits_do() -> None:
+    node = Values.create({"money": "1.50", "when": "2025-01-01T00:00:00+00:00"})
+    patches: list[Any] = []
+    on_patch(node, lambda patch, inverse: patches.append(patch))
+    node.put("money", Decimal("1.50"))
+    node.put("when", dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
+    assert patches == []
+    node.put("money", Decimal("1.5"))
+    assert patches == [{"op": "replace", "path": "/money", "value": "1.5"}]
+
+
+def test_apply_snapshot_accepts_values_and_json_forms() -> None:
+    node = Values.create()
+    unprotect(node)
+    apply_snapshot(node, {"when": dt.datetime(2025, 1, 1, tzinfo=dt.UTC), "point": {"x": 1, "y": 2}})
+    assert node.point == Point(1, 2)
+    assert get_snapshot(node)["when"] == "2025-01-01T00:00:00+00:00"
+    apply_snapshot(node.moments, ["2025-01-02T00:00:00+00:00", dt.datetime(2025, 1, 3, tzinfo=dt.UTC)])
+    assert node.moments[1].day == 3
+    assert get_snapshot(node)["moments"] == ["2025-01-02T00:00:00+00:00", "2025-01-03T00:00:00+00:00"]
+
+
+def test_mutable_dataclass_is_refused_by_name() -> None:
+    @dataclasses.dataclass
+    class Loose:
+        x: int
+
+    with pytest.raises(TypeError, match="Loose must be frozen"):
+
+        @model
+        class Holder:
+            loose: Loose | None = None
+
+        Holder.create()
+
+
+class Rgb:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Rgb) and other.text == self.text
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _rgb(value: Any, _: Any) -> Rgb:
+    if isinstance(value, Rgb):
+        return value
+    if not (isinstance(value, str) and value.startswith("#")):
+        raise ValueError(f"not a colour: {value!r}")
+    return Rgb(value)
+
+
+value_converter.register_unstructure_hook(Rgb, lambda colour: colour.text)
+value_converter.register_structure_hook(Rgb, _rgb)
+Cents = Annotated[Decimal, t.custom("Cents", lambda value: int(value * 100), lambda cents: Decimal(cents) / 100)]
+
+
+@model
+class Theme:
+    accent: Rgb = t.default("#000000")
+    price: Cents = Decimal("0")
+    odd: Annotated[int, t.custom("Odd", str, int, lambda text: isinstance(text, str) and int(text) % 2 == 1)] = 1
+
+    @action
+    def paint(self, accent: Rgb) -> None:
+        self.accent = accent
+
+
+def test_converter_hooks_and_custom_types_work_like_builtin_values() -> None:
+    theme = Theme.create({"price": 199, "odd": "3"})
+    assert theme.accent == Rgb("#000000") and theme.price == Decimal("1.99") and theme.odd == 3
+    assert get_snapshot(theme) == {"accent": "#000000", "price": 199, "odd": "3"}
+    copy = clone(theme)
+    recorder = record_actions(theme)
+    theme.paint(Rgb("#ff0000"))
+    assert recorder.actions == [{"name": "paint", "path": "", "args": ["#ff0000"]}]
+    apply_action(copy, _wire(recorder.actions))
+    assert copy.accent == Rgb("#ff0000")
+    with pytest.raises(ValidationError):
+        Theme.create({"odd": "4"})
+    with pytest.raises(ValidationError):
+        Theme.create({"accent": "red"})
+
+
+def test_frozen_model_validates_against_snapshot_type() -> None:
+    @model
+    class Holder:
+        shape: t.Frozen[Values] = None
+
+    assert Holder.create({"shape": {"money": "1"}}).shape == {"money": "1"}
+    with pytest.raises(ValidationError) as raised:
+        Holder.create({"shape": {"money": "lots"}})
+    assert raised.value.errors[0][0] == "/shape/money"
+
+
+def test_attrs_fields_expose_real_types() -> None:
+    fields = {field.name: field.type for field in attrs.fields(Values)}
+    assert fields["when"] == dt.datetime | None
+    assert fields["prices"] == dict[str, Decimal]
+
+
+def test_views_keep_their_values() -> None:
+    @model
+    class Clock:
+        at: dt.datetime = t.default("2025-01-01T00:00:00+00:00")
+
+        @view
+        def year(self) -> int:
+            return self.at.year
+
+    assert Clock.create().year == 2025
+
+
+# --- MST parity -------------------------------------------------------------------------------------------
+
+
+@model
+class Item:
+    id: t.Identifier
+    n: int = 0
+
+
+@model
+class Shelf:
+    items: list[Item] = []
+    numbers: list[int] = []
+    favourite: t.Reference[Item] | None = None
+
+    @action
+    def touch(self) -> ActionCall | None:
+        return get_running_action_context()
+
+
+def test_list_replaced_whole_emits_one_replace_for_a_listener_on_it() -> None:
+    shelf = Shelf.create({"items": [{"id": "a"}, {"id": "b"}], "numbers": [1, 2]})
+    unprotect(shelf)
+    seen: list[Any] = []
+    on_patch(shelf.items, lambda patch, inverse: seen.append(patch))
+    on_patch(shelf.numbers, lambda patch, inverse: seen.append(patch))
+    apply_snapshot(shelf.items, [{"id": "c"}, {"id": "d"}])
+    apply_snapshot(shelf.numbers, [3, 4])
+    assert seen == [
+        {"op": "replace", "path": "", "value": [{"id": "c", "n": 0}, {"id": "d", "n": 0}]},
+        {"op": "replace", "path": "", "value": [3, 4]},
+    ]
+
+
+def test_relative_paths_resolve_and_round_trip() -> None:
+    shelf = Shelf.create({"items": [{"id": "a"}, {"id": "b"}]})
+    first, second = shelf.items
+    assert resolve_path(first, "../1") is second
+    assert resolve_path(first, "./n") == 0
+    assert resolve_path(second, "../../items/0") is first
+    assert try_resolve(first, "../../nothing") is None
+    for base, target in [(first, second), (shelf, second), (second, shelf), (first, first), (first, shelf.items)]:
+        assert resolve_path(base, get_relative_path(base, target)) is target
+    assert get_relative_path(first, second) == "../1"
+    assert get_relative_path(shelf, second) == "/items/1"
+
+
+@pytest.mark.parametrize("bad", [None, 5, "patch", b"x"])
+def test_apply_patch_of_a_non_patch_raises_patch_error(bad: Any) -> None:
+    shelf = Shelf.create()
+    with pytest.raises(PatchError):
+        apply_patch(shelf, bad)
+
+
+def test_members_references_running_context_and_typecheck() -> None:
+    members = get_members(Values.create())
+    assert members["name"] == "Values" and members["actions"] == ["put", "set_when"]
+    assert "when" in members["properties"] and members["views"] == [] and members["volatile"] == []
+    shelf = Shelf.create({"items": [{"id": "a"}], "favourite": "a"})
+    assert try_reference(lambda: shelf.favourite) is shelf.items[0]
+    assert is_valid_reference(lambda: shelf.favourite)
+    broken = Shelf.create({"items": [{"id": "a"}]})
+    unprotect(broken)
+    broken.favourite = "a"
+    apply_snapshot(broken, {"items": [{"id": "b"}], "favourite": "a"})
+    assert try_reference(lambda: broken.favourite) is None
+    assert not is_valid_reference(lambda: broken.favourite)
+    assert get_running_action_context() is None
+    call = shelf.touch()
+    assert call is not None and call.name == "touch" and call.context is shelf
+    typecheck(Values, {"when": "2025-01-01T00:00:00+00:00"})
+    typecheck(list[dt.date], ["2025-01-01"])
+    with pytest.raises(ValidationError):
+        typecheck(dt.date, "yesterday")
+
+
+def test_on_action_sends_enum_members_as_values() -> None:
+    node = Values.create()
+    calls: list[Any] = []
+    on_action(node, calls.append)
+    node.put("status", Status.DONE)
+    assert calls == [{"name": "put", "path": "", "args": ["status", "done"]}]
+    assert type(calls[0]["args"][1]) is str
