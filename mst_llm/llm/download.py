@@ -610,7 +610,7 @@ class _Transfer:
         async with batches, flushes:
             async for pieces in batches:
                 await anyio.to_thread.run_sync(self._write_batch, pieces)
-                with contextlib.suppress(anyio.WouldBlock):
+                with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):  # pending, or cancelled
                     flushes.send_nowait(None)
                 self.progress.update(self.sink.offset, self.total)
 

@@ -249,6 +249,35 @@ def test_cancel_is_prompt_and_keeps_partial_for_resume(tmp_path: Path) -> None:
         assert result.resumed_from == kept and result.transferred == len(DATA) - kept
 
 
+def test_cancel_while_a_batch_is_being_written_is_a_clean_cancel(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flusher is gone when the writer's thread returns after a cancel: that must stay a cancel, not an error."""
+    original = download._Sink.write
+    writing = threading.Event()
+
+    def slow_write(self: download._Sink, block: bytes) -> None:
+        writing.set()
+        time.sleep(0.2)
+        original(self, block)
+
+    monkeypatch.setattr(download._Sink, "write", slow_write)
+    final = tmp_path / "m.gguf"
+
+    async def main() -> bool:
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as group:
+                group.start_soon(lambda: fast().download(server.url("m.gguf"), final, size=len(DATA)))
+                while not writing.is_set():
+                    await anyio.sleep(0.005)
+                scope.cancel()
+        return scope.cancelled_caught
+
+    assert anyio.run(main)
+    record = read_sidecar(final)
+    assert record is not None and record["offset"] == part_path(final).stat().st_size > 0
+
+
 _CHILD = """
 import sys, anyio
 from pathlib import Path
@@ -383,6 +412,9 @@ def test_no_step_holds_the_event_loop_while_the_disk_is_slow(
 ) -> None:
     """A disk under writeback pressure (every file operation takes 30 ms here) must not freeze the app: asyncio's
     debug mode reports no step over 20 ms, except the deliberately slow control step that proves it is listening."""
+    # Warm up first: anyio imports its socket, stream and TLS modules lazily, on the loop, in a process's first
+    # download (30-110 ms here, once); this test is about the disk.
+    run(fast().download, server.url("m.gguf"), tmp_path / "warm.gguf")
     delay = 0.03
 
     def slow_disk(event: str, args: tuple[object, ...]) -> None:
