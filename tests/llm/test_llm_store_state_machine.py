@@ -244,7 +244,8 @@ class LLMStoreMachine(RuleBasedStateMachine):
             if info.resumable_bytes:
                 assert sidecar_path(final).exists() and info.status != "ready"
         if self.models_dir.exists():
-            allowed = {STATE_FILE} | {f"{key}.gguf{suffix}" for key in KEYS for suffix in ("", ".part", ".part.json")}
+            allowed = {STATE_FILE, STATE_FILE + ".tmp"}  # the state file is saved in a worker thread, maybe now
+            allowed |= {f"{key}.gguf{suffix}" for key in KEYS for suffix in ("", ".part", ".part.json")}
             names = {path.name for path in self.models_dir.iterdir()}
             assert names <= allowed, names - allowed
 
