@@ -6,6 +6,11 @@ name) shows the traceback instead.
 
 from __future__ import annotations
 
+from mst_llm._extras import require_extra
+
+require_extra("cli", "the mst-llm command", ("click", "rich", "starlette", "hypercorn"))
+
+# ruff: noqa: E402  (the extra is checked before anything imports its packages)
 from mst_llm.cli.common import main
 from mst_llm.cli.demo import demo
 from mst_llm.cli.devtools import devtools

@@ -4,6 +4,11 @@
 does the same from the command line.
 """
 
+from mst_llm._extras import require_extra
+
+require_extra("devtools", "mst_llm.devtools", ("starlette", "hypercorn"))
+
+# ruff: noqa: E402  (the extra is checked before anything imports its packages)
 from mst_llm.devtools.errors import DevtoolsError
 from mst_llm.devtools.server import DevtoolsServer, serve
 

@@ -1,4 +1,10 @@
-"""The LLM layer: a model store and llama-cpp-python models hosted in the state tree."""
+"""The LLM layer: a model store and llama-cpp-python models hosted in the state tree (extra ``mst-llm[llm]``)."""
+
+from mst_llm._extras import require_extra
+
+require_extra("llm", "mst_llm.llm", ("llama_cpp", "gguf", "httpx", "httpcore", "pyee", "jinja2", "platformdirs"))
+
+# ruff: noqa: E402  (the extra is checked before anything imports its packages)
 
 from mst_llm.errors import ChatTemplateError, GGUFValidationError, InferenceError, WorkerDiedError
 from mst_llm.llm.backend import Backend, Chunk, Finished, GenerateRequest, LoadCancelled, LoadInfo, default_config
