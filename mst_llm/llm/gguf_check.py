@@ -10,6 +10,7 @@ with a message that names the problem and where it is.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import struct
 from collections import OrderedDict
@@ -213,6 +214,21 @@ def _check_header(name: str, header: bytes, size: int) -> None:
         )
 
 
+LLAMA_MAX_LAYERS = 512  # llama.cpp's LLAMA_MAX_LAYERS: a larger block_count aborts the process
+_BLOCK_TENSOR = re.compile(r"blk\.(\d+)\.")
+
+
+def _check_blocks(name: str, block_count: Any, tensor_names: list[str]) -> None:
+    """The declared layer count must be one llama.cpp accepts and match the ``blk.N`` tensors (llama.cpp aborts the
+    process, not just the load, on a count of 0 or past its limit)."""
+    if not isinstance(block_count, int) or not 1 <= block_count <= LLAMA_MAX_LAYERS:
+        raise GGUFValidationError(name, f"block_count {block_count!r} is not between 1 and {LLAMA_MAX_LAYERS}")
+    blocks = {int(match.group(1)) for tensor in tensor_names if (match := _BLOCK_TENSOR.match(tensor))}
+    if blocks != set(range(block_count)):
+        found = f"blk.0 to blk.{max(blocks)}" if blocks else "no blk.N tensors"
+        raise GGUFValidationError(name, f"block_count is {block_count} but the file has {found} ({len(blocks)} layers)")
+
+
 def _check_semantics(name: str, size: int, reader: _BoundedReader) -> GGUFInfo:
     architecture = reader.scalar("general.architecture")
     if not isinstance(architecture, str) or not architecture:
@@ -226,6 +242,7 @@ def _check_semantics(name: str, size: int, reader: _BoundedReader) -> GGUFInfo:
         raise GGUFValidationError(name, f"required keys missing: {', '.join(missing)}")
     assert tokens is not None
     _check_vocabulary(name, tokens, reader.scalar("tokenizer.ggml.model"))
+    _check_blocks(name, reader.scalar(f"{architecture}.block_count"), [tensor.name for tensor in reader.tensors])
     for tensor in reader.tensors:
         if tensor.name == "token_embd.weight" and len(tensor.shape) >= 2 and int(tensor.shape[1]) != len(tokens):
             raise GGUFValidationError(

@@ -50,9 +50,11 @@ def write_tiny_llama(
     skip_keys: Iterable[str] = (),
     embd_rows: int | None = None,
     chat_template: str | None = None,
+    block_count: int = N_LAYER,
 ) -> Path:
     """Write a tiny llama GGUF model; the keyword arguments introduce the defects llama.cpp chokes on (or, for
-    ``chat_template``, the ``tokenizer.chat_template`` an instruction-tuned model carries)."""
+    ``chat_template``, the ``tokenizer.chat_template`` an instruction-tuned model carries). ``block_count`` is the
+    declared layer count; the tensors always hold ``N_LAYER`` layers."""
     path = Path(path)
     skip = set(skip_keys)
     rng = np.random.default_rng(seed)
@@ -65,7 +67,7 @@ def write_tiny_llama(
         "general.name": lambda: writer.add_name("tiny-llama"),
         "llama.context_length": lambda: writer.add_context_length(N_CTX),
         "llama.embedding_length": lambda: writer.add_embedding_length(N_EMBD),
-        "llama.block_count": lambda: writer.add_block_count(N_LAYER),
+        "llama.block_count": lambda: writer.add_block_count(block_count),
         "llama.feed_forward_length": lambda: writer.add_feed_forward_length(N_FF),
         "llama.rope.dimension_count": lambda: writer.add_rope_dimension_count(N_EMBD // N_HEAD),
         "llama.attention.head_count": lambda: writer.add_head_count(N_HEAD),
@@ -156,6 +158,8 @@ MALFORMED_KINDS = [
     "missing_byte_tokens",
     "missing_architecture",
     "missing_block_count",
+    "zero_block_count",  # llama.cpp aborts the process (SIGABRT) on these two
+    "block_count_past_limit",
     "wrong_embedding_shape",
 ]
 
@@ -175,6 +179,8 @@ def write_malformed(directory: str | os.PathLike[str], kind: str) -> Path:
         "missing_byte_tokens": {"byte_tokens": False},
         "missing_architecture": {"skip_keys": ["general.architecture"]},
         "missing_block_count": {"skip_keys": ["llama.block_count"]},
+        "zero_block_count": {"block_count": 0},
+        "block_count_past_limit": {"block_count": 10_000},
         "wrong_embedding_shape": {"embd_rows": 100},
     }
     if kind == "missing":

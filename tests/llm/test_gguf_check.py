@@ -8,7 +8,7 @@ import pytest
 
 from mst_llm import MSTError
 from mst_llm.llm import GGUFValidationError, check_gguf
-from tests.llm.gguf_factory import MALFORMED_KINDS
+from tests.llm.gguf_factory import MALFORMED_KINDS, write_tiny_llama
 
 # what each kind's message must say (lowercase fragments)
 EXPECTED = {
@@ -33,6 +33,8 @@ EXPECTED = {
     "missing_byte_tokens": "byte tokens",
     "missing_architecture": "general.architecture",
     "missing_block_count": "llama.block_count",
+    "zero_block_count": "block_count 0 is not between 1 and 512",
+    "block_count_past_limit": "block_count 10000 is not between 1 and 512",
     "wrong_embedding_shape": "token_embd.weight",
 }
 
@@ -61,3 +63,9 @@ def test_malformed_files_are_refused_with_a_clear_message(corpus: dict[str, Path
     assert isinstance(raised.value, MSTError)
     assert raised.value.path == str(corpus[kind])
     assert EXPECTED[kind] in str(raised.value).lower()
+
+
+def test_block_count_must_match_the_layers_present(tmp_path: Path) -> None:
+    path = write_tiny_llama(tmp_path / "three.gguf", block_count=3)  # the tensors hold 2 layers
+    with pytest.raises(GGUFValidationError, match=r"block_count is 3 but the file has blk.0 to blk.1 \(2 layers\)"):
+        check_gguf(path)
