@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SITE   := .site
 CHROMIUM := /usr/bin/chromium
+REDIS_SERVER := /usr/bin/redis-server
 
 .PHONY: demo test check lint typecheck docs bench clean
 
@@ -17,6 +18,10 @@ $(STAMP): pyproject.toml
 # The devtools tests drive Debian's chromium through Playwright (Playwright's browser downloads are not used).
 $(CHROMIUM):
 	apt-get update && apt-get install -y chromium
+
+# tests/sync start Debian's redis-server (7.0 on bookworm; replication needs Redis >= 6.2) on 127.0.0.1 themselves.
+$(REDIS_SERVER):
+	apt-get update && apt-get install -y redis-server
 
 demo: $(STAMP)
 	$(BIN)/mst-llm demo
@@ -33,10 +38,10 @@ typecheck: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir $(SITE)
 
-test: lint typecheck docs $(CHROMIUM)
+test: lint typecheck docs $(CHROMIUM) $(REDIS_SERVER)
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+bench: $(STAMP) $(REDIS_SERVER)
 	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:

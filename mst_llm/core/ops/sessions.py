@@ -26,6 +26,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib.metadata import entry_points
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, overload
@@ -313,6 +314,11 @@ class SessionLog:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> SessionLog:
+        """Open a log file, or a URL (``redis://host:port/db#stream``) through the reader that an installed
+        package registers for its scheme under the ``mst_llm.log_sources`` entry points (the core imports none)."""
+        scheme, sep, _ = os.fspath(path).partition("://")
+        if sep and scheme.isascii() and scheme.isalpha() and len(scheme) > 1:
+            return _open_url(scheme.lower(), os.fspath(path))
         return cls(path)
 
     # -- indexing ----------------------------------------------------------------------------------------
@@ -528,6 +534,20 @@ class EntryList(Sequence[LogEntry]):
 
     def __iter__(self) -> Iterator[LogEntry]:
         return self._log.iter_entries()
+
+
+LOG_SOURCES = "mst_llm.log_sources"  # entry-point group: URL scheme -> callable(url) returning a SessionLog
+
+
+def _open_url(scheme: str, url: str) -> SessionLog:
+    readers = entry_points(group=LOG_SOURCES, name=scheme)
+    if not readers:
+        hint = " (install mst-llm[redis])" if scheme in ("redis", "rediss") else ""
+        raise SessionLogError(f"no session-log reader is installed for {scheme}:// URLs{hint}")
+    log = next(iter(readers)).load()(url)
+    if not isinstance(log, SessionLog):
+        raise SessionLogError(f"the {scheme}:// reader returned a {type(log).__name__}, not a SessionLog")
+    return log
 
 
 def _apply_entry(doc: Any, entry: LogEntry, apply: Callable[[Any, dict[str, Any]], Any]) -> Any:

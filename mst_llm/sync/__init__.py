@@ -1,0 +1,21 @@
+"""Replicated trees over Redis Streams (``pip install mst-llm[redis]``; Redis 6.2 or newer).
+
+``async with replicate(tree, "redis://127.0.0.1:6379/0", "app") as replica:`` keeps ``tree`` equal to every
+other replica of the stream ``app``; see docs/replication.md.
+"""
+
+from mst_llm.sync.log import open_stream_log
+from mst_llm.sync.replica import Conflict, Replica, ReplicaStatus, replicate
+from mst_llm.sync.stream import BadEntryError, ConflictError, SyncError, redact
+
+__all__ = [
+    "BadEntryError",
+    "Conflict",
+    "ConflictError",
+    "Replica",
+    "ReplicaStatus",
+    "SyncError",
+    "open_stream_log",
+    "redact",
+    "replicate",
+]

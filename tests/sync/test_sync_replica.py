@@ -1,0 +1,177 @@
+"""Replicas in one process against the real redis-server: joining, following, conflicts, bad entries."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import orjson
+import pytest
+
+from mst_llm import SessionLog, SessionLogError, apply_patch, get_snapshot, on_snapshot
+from mst_llm.sync import BadEntryError, Conflict, ConflictError, Replica, SyncError, replicate
+
+from .conftest import Broker
+from .sync_models import Board, Tally
+
+
+async def settle(*replicas: Replica) -> None:
+    for _ in range(2):  # a second round: what one replica's sync published, the others apply
+        for replica in replicas:
+            await replica.sync(timeout=20)
+
+
+def replay(broker: Broker, stream: str) -> Any:
+    log = SessionLog.open(f"{broker.url}#{stream}")
+    return log.snapshot_at(len(log))
+
+
+def test_a_second_replica_joins_with_the_state_and_follows(broker: Broker, stream: str) -> None:
+    async def run() -> None:
+        first, second = Tally.create(), Tally.create()
+        async with replicate(first, broker.url, stream) as a:
+            first.increment()
+            first.record("x")
+            await a.sync()
+            async with replicate(second, broker.url, stream) as b:
+                assert get_snapshot(second) == get_snapshot(first)  # handed over in sync
+                assert b.seq == a.seq == 2
+                second.increment()
+                await settle(a, b)
+                assert first.count == second.count == 3
+                assert a.status == b.status == "live"
+                assert b.lag == 0
+        assert a.status == "closed"
+
+    asyncio.run(run())
+    assert replay(broker, stream)["count"] == 3
+
+
+def test_a_lost_race_is_rebased_and_reruns_the_action(broker: Broker, stream: str) -> None:
+    async def run() -> tuple[Any, Any, list[Conflict]]:
+        first, second = Tally.create(), Tally.create()
+        conflicts: list[Conflict] = []
+        async with replicate(first, broker.url, stream) as a, replicate(second, broker.url, stream) as b:
+            a.on_conflict(conflicts.append)
+            b.on_conflict(conflicts.append)
+            for _ in range(20):  # both write on the same base before either publishes: one of them loses
+                first.increment()
+                second.increment()
+                first.record(f"a{_}")
+                second.record(f"b{_}")
+            await settle(a, b)
+            return get_snapshot(first), get_snapshot(second), conflicts
+
+    one, two, conflicts = asyncio.run(run())
+    assert one == two == replay(broker, stream)
+    assert one["count"] == 80
+    assert sorted(one["seen"]) == sorted([f"a{i}" for i in range(20)] + [f"b{i}" for i in range(20)])
+    assert conflicts == []
+
+
+def test_what_cannot_be_rerun_is_reported_not_lost(broker: Broker, stream: str) -> None:
+    async def run() -> tuple[list[Conflict], Any, Any]:
+        first, second = Board.create(), Board.create()
+        conflicts: list[Conflict] = []
+        async with replicate(first, broker.url, stream) as a, replicate(second, broker.url, stream) as b:
+            a.on_conflict(conflicts.append)
+            b.on_conflict(conflicts.append)
+            first.put("k", 1)
+            await settle(a, b)
+            # both change k before either publishes: the loser's patch and its bump cannot both survive
+            apply_patch(first, {"op": "replace", "path": "/cells/k", "value": 10})
+            first.remove("k")
+            apply_patch(second, {"op": "replace", "path": "/cells/k", "value": 20})
+            second.bump("k")
+            await settle(a, b)
+            return conflicts, get_snapshot(first), get_snapshot(second)
+
+    conflicts, one, two = asyncio.run(run())
+    assert one == two == replay(broker, stream)
+    kinds = sorted(conflict.kind for conflict in conflicts)
+    # whoever lost: its apply_patch is not re-run; if second lost, bump("k") fails on the removed key
+    assert kinds in (["not_rerunnable"], ["not_rerunnable", "rerun_failed"])
+    patch_conflict = next(c for c in conflicts if c.kind == "not_rerunnable")
+    assert isinstance(patch_conflict.error, ConflictError)
+    assert patch_conflict.action is not None and patch_conflict.action["name"] == "@APPLY_PATCHES"
+    # first won: second's bump fails on the removed key; second won: first's remove runs on k=21
+    assert one == {"cells": {}}
+
+
+def test_a_garbage_entry_is_reported_and_skipped(broker: Broker, stream: str) -> None:
+    async def run() -> tuple[list[Conflict], Any, int]:
+        tally = Tally.create()
+        conflicts: list[Conflict] = []
+        async with replicate(tally, broker.url, stream) as replica:
+            replica.on_conflict(conflicts.append)
+            tally.increment()
+            await replica.sync()
+            with broker.client() as client:
+                client.xadd(stream, {"e": b"not json", "o": "x"}, id="2-0")
+                bad = {"seq": 3, "ts": 0, "action": None, "patches": [{"op": "replace", "path": "/nope", "value": 1}]}
+                client.xadd(stream, {"e": orjson.dumps(bad), "o": "x"}, id="3-0")
+            await replica.sync()
+            tally.increment()
+            await replica.sync()
+            return conflicts, get_snapshot(tally), replica.seq
+
+    conflicts, snapshot, seq = asyncio.run(run())
+    assert [c.kind for c in conflicts] == ["bad_entry", "bad_entry"]
+    assert all(isinstance(c.error, BadEntryError) for c in conflicts)
+    assert [c.seq for c in conflicts] == [2, 3]
+    assert snapshot["count"] == 2 and seq == 4
+
+
+def test_checkpoints_trim_and_a_late_joiner_starts_from_one(broker: Broker, stream: str) -> None:
+    async def run() -> tuple[Any, Any, int]:
+        first, late = Tally.create(), Tally.create()
+        async with replicate(first, broker.url, stream, checkpoint_every=10, retain=0) as a:
+            for index in range(35):
+                first.record(str(index))
+                await asyncio.sleep(0)
+            await a.sync()
+            with broker.client() as client:
+                assert client.xlen(stream) < 35  # trimmed
+                stored = int(client.hget(f"{stream}:checkpoint", "seq") or 0)
+            async with replicate(late, broker.url, stream) as b:
+                assert b.seq == a.seq == 35
+                return get_snapshot(first), get_snapshot(late), stored
+
+    one, two, stored = asyncio.run(run())
+    assert one == two and one["count"] == 35
+    assert stored >= 30
+    with pytest.raises(SessionLogError, match="trimmed"):
+        SessionLog.open(f"{broker.url}#{stream}")
+
+
+def test_status_is_observable(broker: Broker, stream: str) -> None:
+    async def run() -> list[str]:
+        seen: list[str] = []
+        replica = replicate(Tally.create(), broker.url, stream)
+        on_snapshot(replica.state, lambda snapshot: seen.append(snapshot["status"]))
+        async with replica:
+            pass
+        return seen
+
+    assert asyncio.run(run()) == ["live", "closed"]
+
+
+def test_a_stream_of_another_type_is_refused(broker: Broker, stream: str) -> None:
+    async def run() -> None:
+        async with replicate(Tally.create(), broker.url, stream):
+            pass
+        async with replicate(Board.create(), broker.url, stream):
+            pass  # pragma: no cover
+
+    with pytest.raises(SyncError, match="replicates a Tally, not a Board"):
+        asyncio.run(run())
+
+
+def test_an_unreachable_broker_is_a_sync_error() -> None:
+    async def run() -> None:
+        async with replicate(Tally.create(), "redis://127.0.0.1:1/0", "s", connect_timeout=0.3):
+            pass  # pragma: no cover
+
+    with pytest.raises(SyncError, match=re.escape("cannot reach the broker at redis://127.0.0.1:1/0")):
+        asyncio.run(run())
