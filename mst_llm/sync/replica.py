@@ -287,6 +287,9 @@ class Replica:
                 self._top = max(self._top, cursor)
                 if rows:
                     self._wake.set()
+                elif int(await self._client.hget(self._keys.checkpoint, "seq") or 0) > self.seq:
+                    self._gap = True  # idle, yet a checkpoint is ahead: our next entries were trimmed away
+                    self._wake.set()
                 if backoff.current:
                     backoff.reset()
                     self._resync = True

@@ -28,7 +28,9 @@ async def main(options: argparse.Namespace) -> dict[str, Any]:
     conflicts: list[dict[str, Any]] = []
     lags: list[float] = []
     statuses: list[str] = []
-    async with replicate(tally, options.url, options.stream, checkpoint_every=options.checkpoint_every) as replica:
+    async with replicate(
+        tally, options.url, options.stream, checkpoint_every=options.checkpoint_every, retain=options.retain
+    ) as replica:
         replica.on_conflict(lambda c: conflicts.append({"kind": c.kind, "error": str(c.error)}))
         on_snapshot(replica.state, lambda snapshot: statuses.append(snapshot["status"]))
         if options.mode == "follow":
@@ -78,5 +80,6 @@ if __name__ == "__main__":
     parser.add_argument("--start-at", type=float, default=0.0)
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--checkpoint-every", type=int, default=1000)
+    parser.add_argument("--retain", type=int, default=None)
     result = asyncio.run(main(parser.parse_args()))
     print(json.dumps(result), flush=True)
