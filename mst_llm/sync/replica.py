@@ -174,6 +174,9 @@ class Replica:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
 
+    def __repr__(self) -> str:
+        return f"<Replica {self.stream!r} on {self.url} seq={self.seq} status={self.status}>"
+
     # -- public --------------------------------------------------------------------------------------------
 
     @property
