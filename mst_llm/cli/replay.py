@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 from rich.console import Console
@@ -31,7 +32,7 @@ from mst_llm.devtools.text import call_text, value_text
         "mst-llm replay session.jsonl --diff 3 9 --json   the same as JSON, for scripts (every view has --json)",
     )
 )
-@click.argument("log_path", metavar="LOG", type=click.Path(exists=True, dir_okay=False))
+@click.argument("log_path", metavar="LOG")
 @click.option("--at", "at", type=int, metavar="SEQ", help="Print the state after entry SEQ (0: initial).")
 @click.option("--tree", is_flag=True, help="With --at: show the state as a tree instead of JSON.")
 @click.option("--diff", nargs=2, type=int, metavar="A B", help="Print the patches turning state A into B.")
@@ -56,8 +57,15 @@ def replay(
     idle_exit: float | None,
     as_json: bool,
 ) -> None:
-    """Inspect a session log written by mst_llm.record_session: summary, states, diffs, history of a path."""
+    """Inspect a session log written by mst_llm.record_session (or a replicated stream, redis://host:port/db#stream):
+    summary, states, diffs, history of a path."""
+    stream = urlsplit(log_path).scheme in ("redis", "rediss")
+    if not stream:
+        click.Path(exists=True, dir_okay=False).convert(log_path, None, click.get_current_context())
+    elif follow:
+        raise click.UsageError("--follow reads a growing file; a stream is followed by a replica (mst_llm.sync)")
     log = SessionLog.open(log_path)
+    source = _without_credentials(log_path) if stream else str(log.path)
     console = Console(soft_wrap=True)
     if log.truncated:
         note = f"note: ignored a torn last line ({log.truncated_bytes} bytes)"
@@ -77,7 +85,14 @@ def replay(
     elif follow:
         _follow(console, log, idle_exit, as_json)
     else:
-        _echo_json(_summary(log)) if as_json else _print_summary(console, log)
+        _echo_json(_summary(log, source)) if as_json else _print_summary(console, log, source)
+
+
+def _without_credentials(url: str) -> str:
+    """What we print of a broker URL: never its user name or password."""
+    parts = urlsplit(url)
+    host = f"{parts.hostname}:{parts.port}" if parts.port is not None else str(parts.hostname)
+    return parts._replace(netloc=host if parts.username is None and parts.password is None else f"***@{host}").geturl()
 
 
 def _echo_json(value: Any) -> None:
@@ -99,7 +114,7 @@ def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
-def _summary(log: SessionLog) -> dict[str, Any]:
+def _summary(log: SessionLog, source: str) -> dict[str, Any]:
     """Entries, time span and actions by name: what the summary view prints."""
     names: Counter[str] = Counter()
     first = last = None
@@ -109,7 +124,7 @@ def _summary(log: SessionLog) -> dict[str, Any]:
         last = entry.ts
     header = {key: value for key, value in (log.header or {}).items() if key != "initial"}
     return {
-        "file": str(log.path),
+        "file": source,
         "header": header,
         "entries": len(log),
         "first_ts": first,
@@ -118,10 +133,10 @@ def _summary(log: SessionLog) -> dict[str, Any]:
     }
 
 
-def _print_summary(console: Console, log: SessionLog) -> None:
-    summary = _summary(log)
+def _print_summary(console: Console, log: SessionLog, source: str) -> None:
+    summary = _summary(log, source)
     header = summary["header"]
-    console.print(Text(str(log.path), style="bold"))
+    console.print(Text(source, style="bold"))
     console.print(f"  root type      {header.get('root_type', '?')}")
     console.print(f"  recorded with  mst_llm {header.get('library_version', '?')}, format {header.get('version')}")
     console.print(f"  started        {header.get('started', '?')}")

@@ -1,0 +1,60 @@
+"""``mst-llm replay redis://...#stream`` and ``SessionLog.open`` read a replicated stream like a log file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from mst_llm import SessionLog, get_snapshot
+from mst_llm.sync import replicate
+
+from .conftest import Broker
+from .sync_models import Tally
+
+MST_LLM = Path(sys.executable).with_name("mst-llm")
+
+
+def record(broker: Broker, stream: str) -> object:
+    async def run() -> object:
+        tally = Tally.create()
+        async with replicate(tally, broker.url, stream) as replica:
+            tally.increment()
+            tally.record("a")
+            tally.record("b")
+            await replica.sync()
+        return get_snapshot(tally)
+
+    return asyncio.run(run())
+
+
+def test_session_log_reads_a_stream(broker: Broker, stream: str) -> None:
+    final = record(broker, stream)
+    log = SessionLog.open(f"{broker.url}#{stream}")
+    assert len(log) == 3
+    assert [entry.name for entry in log] == ["increment", "record", "record"]
+    assert log.snapshot_at(0) == {"count": 0, "seen": {}, "stamp": 0.0}
+    assert log.snapshot_at(3) == final
+    assert log.diff(1, 3)[-1] == {"op": "add", "path": "/seen/b", "value": 3}
+
+
+def test_replay_command_reads_a_stream(broker: Broker, stream: str) -> None:
+    final = record(broker, stream)
+    url = f"{broker.url}#{stream}"
+    summary = subprocess.run([MST_LLM, "replay", url, "--json"], capture_output=True, text=True, timeout=60)
+    assert summary.returncode == 0, summary.stderr
+    report = json.loads(summary.stdout)
+    assert report["entries"] == 3 and report["actions"] == {"record": 2, "increment": 1}
+    assert report["file"] == url
+    state = subprocess.run([MST_LLM, "replay", url, "--at", "3", "--json"], capture_output=True, text=True, timeout=60)
+    assert json.loads(state.stdout) == final
+
+
+def test_replay_command_names_a_missing_stream_without_credentials(broker: Broker) -> None:
+    url = broker.url.replace("redis://", "redis://user:hunter22@") + "#no-such-stream"
+    result = subprocess.run([MST_LLM, "replay", url], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "no-such-stream" in result.stderr + result.stdout
+    assert "hunter22" not in result.stderr + result.stdout
