@@ -4,6 +4,12 @@
 other replica of the stream ``app``; see docs/replication.md.
 """
 
+from mst_llm._extras import require_extra
+
+require_extra("redis", "mst_llm.sync", ("redis",))
+
+# ruff: noqa: E402  (the extra is checked before anything imports its packages)
+
 from mst_llm.sync.log import open_stream_log
 from mst_llm.sync.replica import Conflict, Replica, ReplicaStatus, replicate
 from mst_llm.sync.stream import BadEntryError, ConflictError, SyncError, redact

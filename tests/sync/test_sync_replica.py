@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import sys
 from typing import Any
 
 import orjson
@@ -175,3 +177,10 @@ def test_an_unreachable_broker_is_a_sync_error() -> None:
 
     with pytest.raises(SyncError, match=re.escape("cannot reach the broker at redis://127.0.0.1:1/0")):
         asyncio.run(run())
+
+
+def test_without_redis_the_import_names_the_extra() -> None:
+    hide = "import sys; sys.modules['redis'] = None; import mst_llm.sync"
+    result = subprocess.run([sys.executable, "-c", hide], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "pip install 'mst-llm[redis]'" in result.stderr
