@@ -10,6 +10,7 @@ from mst_llm.core.ops.patches import apply_patch, on_patch
 from mst_llm.core.ops.sessions import SessionLog, record_session
 from mst_llm.core.ops.snapshots import apply_snapshot, get_snapshot, on_snapshot
 from mst_llm.core.ops.tree import (
+    add_disposer,
     add_middleware,
     apply_action,
     clone,
@@ -46,6 +47,7 @@ from mst_llm.core.ops.tree import (
 )
 from mst_llm.core.state.actions import ActionCall
 from mst_llm.core.state.flows import flow
+from mst_llm.core.state.reactions import Disposer, autorun, reaction, when
 from mst_llm.core.state.reactivity import view
 from mst_llm.core.state.transaction import Commit, action
 from mst_llm.errors import (
@@ -66,6 +68,7 @@ from mst_llm.errors import (
     PatchError,
     PathNotFoundError,
     ProtectionError,
+    ReactionLoopError,
     SessionLogError,
     ValidationError,
     WorkerDiedError,
@@ -78,6 +81,7 @@ __all__ = [
     "ChecksumMismatchError",
     "Commit",
     "DeadNodeError",
+    "Disposer",
     "DownloadError",
     "DownloadHTTPError",
     "DownloadTimeoutError",
@@ -92,6 +96,7 @@ __all__ = [
     "PatchError",
     "PathNotFoundError",
     "ProtectionError",
+    "ReactionLoopError",
     "SessionLog",
     "SessionLogError",
     "TimeTraveller",
@@ -100,10 +105,12 @@ __all__ = [
     "WorkerDiedError",
     "__version__",
     "action",
+    "add_disposer",
     "add_middleware",
     "apply_action",
     "apply_patch",
     "apply_snapshot",
+    "autorun",
     "clone",
     "destroy",
     "detach",
@@ -135,6 +142,7 @@ __all__ = [
     "on_patch",
     "on_snapshot",
     "protect",
+    "reaction",
     "record_actions",
     "record_patches",
     "record_session",
@@ -149,4 +157,5 @@ __all__ = [
     "value_converter",
     "view",
     "walk",
+    "when",
 ]

@@ -42,6 +42,10 @@ class InvalidTransition(MSTError):
         super().__init__(message)
 
 
+class ReactionLoopError(MSTError):
+    """Reactions kept making each other stale: more rounds after one commit than ``MAX_ROUNDS`` (100)."""
+
+
 class InvalidReferenceError(MSTError):
     """A reference points to an identifier that is not in the tree."""
 

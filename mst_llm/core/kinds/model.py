@@ -176,8 +176,10 @@ class _Field:
     def __get__(self, node: Any, owner: Any = None) -> Any:
         if node is None:
             return self
-        if context.tracker is not None:
-            context.tracker.add((node, self.name))
+        if context.tracking:
+            tracker = context.local.tracker
+            if tracker is not None:
+                tracker.add((node, self.name))
         return self.get(node)
 
     def __set__(self, node: Any, value: Any) -> None:
@@ -214,7 +216,7 @@ class _ContainerField(_Field):
         if node is None:
             return self
         value = self.get(node)
-        tracker = context.tracker
+        tracker = context.local.tracker if context.tracking else None
         if tracker is not None:
             tracker.add((node, self.name))
             if value is not None:
@@ -240,8 +242,10 @@ class _ReferenceField(_Field):
     def __get__(self, node: Any, owner: Any = None) -> Any:
         if node is None:
             return self
-        if context.tracker is not None:
-            context.tracker.add((node, self.name))
+        if context.tracking:
+            tracker = context.local.tracker
+            if tracker is not None:
+                tracker.add((node, self.name))
         ident = self.get(node)
         if ident is None:
             return None

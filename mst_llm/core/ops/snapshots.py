@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mst_llm.core.state.node import add_listener, is_node, path_of, snapshot_of
+from mst_llm.core.state.node import add_listener, is_node, path_of, root_of, snapshot_of
 from mst_llm.core.state.transaction import run_action
 from mst_llm.errors import MSTError, ValidationError
 
@@ -14,7 +14,11 @@ def get_snapshot(node: Any) -> Any:
     """The node's value as immutable JSON data; unchanged subtrees return the identical object."""
     if not is_node(node):
         raise MSTError(f"get_snapshot expects a tree node, got {type(node).__name__}")
-    return snapshot_of(node)
+    tree = root_of(node)._tree
+    if tree is None:
+        return snapshot_of(node)
+    with tree.lock:  # a committed state, never half of another thread's transaction
+        return snapshot_of(node)
 
 
 def node_type(node: Any) -> Any:

@@ -301,6 +301,12 @@ def clone(node: Any, keep_env: bool = True) -> Any:
 # --- action listeners and middleware ---------------------------------------------------------------------
 
 
+def add_disposer(node: Any, disposer: Callable[[], Any]) -> Callable[[], None]:
+    """Run ``disposer()`` once ``node`` is destroyed or detached (after that commit); returns a function that
+    takes it back. Use it to stop reactions and release resources a node owns (MST ``addDisposer``)."""
+    return add_listener(_node(node), "disposers", disposer)
+
+
 def on_commit(node: Any, listener: Callable[[Commit], None]) -> Callable[[], None]:
     """Call ``listener(commit)`` once per committed transaction that changed ``node``'s subtree, after its patch
     and snapshot listeners; returns the disposer. The seam every observer of the tree builds on (undo, time

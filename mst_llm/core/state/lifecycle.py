@@ -6,6 +6,7 @@ DeadNodeError, so live nodes pay nothing for the check); a rollback revives the 
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from mst_llm.core.base import context
@@ -82,7 +83,34 @@ def _kill(node: Any) -> None:
         node._views = None
     if node._obs:
         reactivity.notify_all(node)
+    _schedule_disposers(node)
     node.__class__ = dead_class(type(node))
+
+
+def _schedule_disposers(node: Any) -> None:
+    """The node's add_disposer functions run after the commit that destroys or detaches it (not if it rolls
+    back), or at once outside a transaction."""
+    hooks = node._hooks
+    if hooks is None or not hooks.disposers:
+        return
+    tx = current_tx()
+    if tx is None:
+        run_disposers(node)
+    else:
+        tx.disposers.append(functools.partial(run_disposers, node))
+
+
+def run_disposers(node: Any) -> None:
+    hooks = node._hooks
+    disposers, hooks.disposers = hooks.disposers, []
+    errors: list[BaseException] = []
+    for disposer in disposers:
+        try:
+            disposer()
+        except Exception as error:
+            errors.append(error)
+    if errors:
+        raise errors[0]
 
 
 def kill_root(node: Any) -> None:
@@ -112,6 +140,7 @@ def detach_child(tx: Transaction, node: Any) -> Tree:
             run_action(node, "before_detach", hook, (), {})
     old_tree = tree_of(node)
     removed = unregister_subtree(old_tree, node)
+    _schedule_disposers(node)
     new_tree = Tree(old_tree.env)
     new_tree.protected = old_tree.protected
     parent, key = node._parent, node._key

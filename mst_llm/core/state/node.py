@@ -8,6 +8,7 @@ observers by key), ``_hooks`` (listeners, or None) and ``_tree`` (the Tree, on r
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,10 +21,12 @@ NODE_SLOTS = ("_parent", "_key", "_snap", "_dirty", "_obs", "_hooks", "_tree")
 class Tree:
     """State shared by every node of one tree; owned by the root node."""
 
-    __slots__ = ("dupes", "env", "ids", "protected", "safe_refs", "seq")
+    __slots__ = ("dupes", "env", "ids", "lock", "protected", "safe_refs", "seq")
 
     def __init__(self, env: Any = None) -> None:
         self.env = env
+        # held by every transaction from its first read to its commit and delivery, and while a view computes
+        self.lock = threading.RLock()
         self.seq = 0  # committed transactions that changed the tree
         self.ids: dict[Any, dict[str, Any]] = {}
         # (family, identifier) -> the nodes that hold an identifier ``ids`` already gives to another node; only a
@@ -37,9 +40,10 @@ class Tree:
 class Hooks:
     """Listeners attached to one node. Allocated only for nodes that have any."""
 
-    __slots__ = ("action", "commit", "middleware", "patch", "snapshot")
+    __slots__ = ("action", "commit", "disposers", "middleware", "patch", "snapshot")
 
     def __init__(self) -> None:
+        self.disposers: list[Callable[[], Any]] = []  # add_disposer: run once the node is destroyed or detached
         self.patch: list[Callable[..., Any]] = []
         self.commit: list[Callable[..., Any]] = []
         self.snapshot: list[Callable[..., Any]] = []
@@ -47,7 +51,7 @@ class Hooks:
         self.middleware: list[Callable[..., Any]] = []
 
     def empty(self) -> bool:
-        return not (self.patch or self.commit or self.snapshot or self.action or self.middleware)
+        return not (self.patch or self.commit or self.snapshot or self.action or self.middleware or self.disposers)
 
 
 class NodeSlots:

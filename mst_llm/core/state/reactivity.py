@@ -4,18 +4,59 @@ lives here too."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, overload
 
 from mst_llm.core.base import context
+from mst_llm.core.state.node import root_of
 
 R = TypeVar("R")
 
 STRUCTURE = None  # the key under which a list or dict node reports a change of its own items
 
 
+def track(fn: Callable[..., Any], *args: Any) -> tuple[Any, set[tuple[Any, Any]], BaseException | None]:
+    """Run ``fn(*args)`` recording what it reads: (result, dependencies, the exception it raised or None)."""
+    local = context.local
+    outer = local.tracker
+    deps: set[tuple[Any, Any]] = set()
+    local.tracker = deps
+    if outer is None:
+        context.tracking.add(threading.get_ident())
+    try:
+        return fn(*args), deps, None
+    except Exception as error:
+        return None, deps, error
+    finally:
+        local.tracker = outer
+        if outer is None:
+            context.tracking.discard(threading.get_ident())
+
+
+def resubscribe(observer: Any, old: set[tuple[Any, Any]], new: set[tuple[Any, Any]]) -> None:
+    """Move ``observer`` from the dependencies it had to the ones it has now."""
+    if new != old:
+        for dep in old - new:
+            _unsubscribe(dep, observer)
+        for dep in new - old:
+            _subscribe(dep, observer)
+
+
+def report(source: Any, key: Any) -> None:
+    """Tell the computation running on this thread, if any, that it read ``key`` of ``source``."""
+    if context.tracking:
+        tracker = context.local.tracker
+        if tracker is not None:
+            tracker.add((source, key))
+
+
 class Computed:
-    """The cached result of one view on one node."""
+    """The cached result of one view on one node.
+
+    Observers (views and reactions that read it) are told ``input_stale()``: the value may have changed. Its
+    own dependencies tell it ``invalidate()``: the value must be computed again.
+    """
 
     __slots__ = ("deps", "fn", "node", "observers", "stale", "value")
 
@@ -25,37 +66,37 @@ class Computed:
         self.value: Any = None
         self.stale = True
         self.deps: set[tuple[Any, Any]] = set()
-        self.observers: set[Computed] | None = None
+        self.observers: set[Any] | None = None
 
     def get(self) -> Any:
         if self.stale:
-            outer = context.tracker
-            new_deps: set[tuple[Any, Any]] = set()
-            context.tracker = new_deps
-            try:
-                value = self.fn(self.node)
-            finally:
-                context.tracker = outer
-            old_deps = self.deps
-            if new_deps != old_deps:
-                for dep in old_deps - new_deps:
-                    _unsubscribe(dep, self)
-                for dep in new_deps - old_deps:
-                    _subscribe(dep, self)
-                self.deps = new_deps
-            self.value = value
-            self.stale = False
-        tracker = context.tracker
-        if tracker is not None:
-            tracker.add((self, None))
+            tree = root_of(self.node)._tree
+            if tree is None:  # a node being built: nobody else can change it
+                self._compute()
+            else:
+                with tree.lock:  # no transaction of another thread changes what it reads meanwhile
+                    if self.stale:
+                        self._compute()
+        report(self, None)
         return self.value
+
+    def _compute(self) -> None:
+        value, deps, error = track(self.fn, self.node)
+        resubscribe(self, self.deps, deps)
+        self.deps = deps
+        if error is not None:
+            raise error
+        self.value = value
+        self.stale = False
 
     def invalidate(self) -> None:
         if not self.stale:
             self.stale = True
             if self.observers:
                 for observer in list(self.observers):
-                    observer.invalidate()
+                    observer.input_stale()
+
+    input_stale = invalidate
 
     def dispose(self) -> None:
         for dep in self.deps:
@@ -64,12 +105,12 @@ class Computed:
         self.stale = True
 
 
-def _subscribe(dep: tuple[Any, Any], computed: Computed) -> None:
+def _subscribe(dep: tuple[Any, Any], observer: Any) -> None:
     source, key = dep
     if isinstance(source, Computed):
         if source.observers is None:
             source.observers = set()
-        source.observers.add(computed)
+        source.observers.add(observer)
         return
     obs = source._obs
     if obs is None:
@@ -77,28 +118,27 @@ def _subscribe(dep: tuple[Any, Any], computed: Computed) -> None:
     observers = obs.get(key)
     if observers is None:
         observers = obs[key] = set()
-    observers.add(computed)
+    observers.add(observer)
 
 
-def _unsubscribe(dep: tuple[Any, Any], computed: Computed) -> None:
+def _unsubscribe(dep: tuple[Any, Any], observer: Any) -> None:
     source, key = dep
     if isinstance(source, Computed):
         if source.observers:
-            source.observers.discard(computed)
+            source.observers.discard(observer)
         return
     obs = source._obs
     if obs:
         observers = obs.get(key)
         if observers:
-            observers.discard(computed)
+            observers.discard(observer)
 
 
 def track_contents(node: Any) -> None:
     """Inside a view, depend on the items of ``node`` when it is a list or dict handed out by a tree function
     (container fields are tracked by their descriptor; item reads run at C speed and are not seen)."""
-    tracker = context.tracker
-    if tracker is not None and getattr(type(node), "_mst_kind", "model") != "model":
-        tracker.add((node, STRUCTURE))
+    if getattr(type(node), "_mst_kind", "model") != "model":
+        report(node, STRUCTURE)
 
 
 def notify(node: Any, key: Any) -> None:

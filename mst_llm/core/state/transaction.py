@@ -20,6 +20,7 @@ from mst_llm.core.base import context
 from mst_llm.core.state.actions import ActionCall, FlowSegment, run_middleware, serialise_call
 from mst_llm.core.state.change import Change
 from mst_llm.core.state.node import Tree, check_alive, check_unique_ids, describe, path_of, root_of, snapshot_of
+from mst_llm.core.state.reactions import Reaction, discard, run_reactions
 from mst_llm.errors import ProtectionError, ValidationError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -41,8 +42,10 @@ class Transaction:
         "calls",
         "changes",
         "contexts",
+        "disposers",
         "flow",
         "outer",
+        "reactions",
         "root",
         "safe_checks",
         "saved",
@@ -59,6 +62,8 @@ class Transaction:
         self.contexts: list[Any] = []
         self.undo: list[tuple[Any, ...]] = []
         self.changes: list[Change] = []  # the changes that someone consumes as patches, in mutation order
+        self.reactions: list[Reaction] = []  # reactions made stale: they run after the commit
+        self.disposers: list[Callable[[], Any]] = []  # add_disposer functions of nodes it destroyed or detached
         self.snapshot_nodes: dict[Any, None] = {}
         # id(node) -> (node, cached snapshot, stale keys) as they were when the node was first touched,
         # so that a rollback also restores snapshot identity
@@ -168,15 +173,33 @@ def run_action(
         depth += 1
     root = current
     tx: Transaction | None = _local.tx
-    outermost = tx is None or tx.root is not root
+    if tx is not None and tx.root is root:
+        return _run(tx, False, node, name, fn, args, kwargs, record_args, middleware, listeners)
+    tree = root._tree
+    if tree is None:  # a node being built: no other thread can see it yet
+        return _run(Transaction(root, tx, flow), True, node, name, fn, args, kwargs, record_args, middleware, listeners)
+    with tree.lock:  # from the first read to the end of delivery: transactions on one tree are serialized
+        return _run(Transaction(root, tx, flow), True, node, name, fn, args, kwargs, record_args, middleware, listeners)
+
+
+def _run(
+    tx: Transaction,
+    outermost: bool,
+    node: Any,
+    name: str | None,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    record_args: tuple[Any, ...] | None,
+    middleware: list[tuple[Any, tuple[Callable[..., Any], ...]]] | None,
+    listeners: list[tuple[Any, int]] | None,
+) -> Any:
     if outermost:
-        tx = Transaction(root, tx, flow)
         _local.tx = tx
-    assert tx is not None
     call_args = args if record_args is None else record_args
     call: ActionCall | None = None
     if middleware is not None or (listeners is not None and not tx.call_stack):
-        call = ActionCall(name or "", node, root, call_args, kwargs, _running_call(tx))
+        call = ActionCall(name or "", node, tx.root, call_args, kwargs, _running_call(tx))
         if listeners is not None and not tx.call_stack:
             tx.calls.append((call, listeners))
         tx.call_stack.append(call)
@@ -201,16 +224,20 @@ def run_action(
         rollback_to(tx, mark)
         if outermost:
             _local.tx = tx.outer
+            discard(tx.reactions)
         raise
     tx.contexts.pop()
     tx.call_stack.pop()
     if outermost:
-        tree = root._tree
+        tree = tx.root._tree
         try:
             if tree is not None and tree.dupes:
                 refuse_duplicates(tx)
             if tx.safe_checks:
                 drop_dangling_references(tx)
+        except BaseException:
+            discard(tx.reactions)  # rolled back after all
+            raise
         finally:
             _local.tx = tx.outer
         # committed: drop what only a rollback needed, so cached snapshots can be updated in place again
@@ -219,7 +246,10 @@ def run_action(
                 tree.seq += 1
             tx.undo.clear()
         tx.saved.clear()
-        deliver(tx)
+        try:
+            deliver(tx)
+        finally:
+            after_commit(tx)
     return result
 
 
@@ -356,6 +386,27 @@ def drop_dangling_references(tx: Transaction) -> None:
         rollback_to(tx, (0, 0, 0, 0, 0))
         raise
     tx.contexts.pop()
+
+
+def after_commit(tx: Transaction) -> None:
+    """Run the reactions the commit made stale and the disposers of the nodes it removed; inside another tree's
+    transaction, leave them to that one (it may still roll back, and reactions see committed states only)."""
+    if not (tx.reactions or tx.disposers):
+        return
+    outer = tx.outer
+    if outer is not None:
+        outer.reactions.extend(tx.reactions)
+        outer.disposers.extend(tx.disposers)
+        return
+    errors: list[BaseException] = []
+    for disposer in tx.disposers:
+        try:
+            disposer()
+        except Exception as error:
+            errors.append(error)
+    run_reactions(tx.reactions)
+    if errors:
+        raise errors[0]
 
 
 def deliver(tx: Transaction) -> None:
