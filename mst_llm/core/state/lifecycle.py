@@ -97,7 +97,11 @@ def _schedule_disposers(node: Any) -> None:
     if tx is None:
         run_disposers(node)
     else:
-        tx.disposers.append(functools.partial(run_disposers, node))
+        disposer = functools.partial(run_disposers, node)
+        if tx.disposers is None:
+            tx.disposers = [disposer]
+        else:
+            tx.disposers.append(disposer)
 
 
 def run_disposers(node: Any) -> None:

@@ -82,7 +82,10 @@ class Reaction:
         self.scheduled = True
         tx = context.local.tx
         if tx is not None:
-            tx.reactions.append(self)
+            if tx.reactions is None:
+                tx.reactions = [self]
+            else:
+                tx.reactions.append(self)
         else:  # a change outside any transaction (a node destroyed by hand): run at once
             run_reactions([self])
 

@@ -62,8 +62,8 @@ class Transaction:
         self.contexts: list[Any] = []
         self.undo: list[tuple[Any, ...]] = []
         self.changes: list[Change] = []  # the changes that someone consumes as patches, in mutation order
-        self.reactions: list[Reaction] = []  # reactions made stale: they run after the commit
-        self.disposers: list[Callable[[], Any]] = []  # add_disposer functions of nodes it destroyed or detached
+        self.reactions: list[Reaction] | None = None  # reactions made stale: they run after the commit
+        self.disposers: list[Callable[[], Any]] | None = None  # add_disposer functions of nodes it removed
         self.snapshot_nodes: dict[Any, None] = {}
         # id(node) -> (node, cached snapshot, stale keys) as they were when the node was first touched,
         # so that a rollback also restores snapshot identity
@@ -173,84 +173,84 @@ def run_action(
         depth += 1
     root = current
     tx: Transaction | None = _local.tx
-    if tx is not None and tx.root is root:
-        return _run(tx, False, node, name, fn, args, kwargs, record_args, middleware, listeners)
-    tree = root._tree
-    if tree is None:  # a node being built: no other thread can see it yet
-        return _run(Transaction(root, tx, flow), True, node, name, fn, args, kwargs, record_args, middleware, listeners)
-    with tree.lock:  # from the first read to the end of delivery: transactions on one tree are serialized
-        return _run(Transaction(root, tx, flow), True, node, name, fn, args, kwargs, record_args, middleware, listeners)
-
-
-def _run(
-    tx: Transaction,
-    outermost: bool,
-    node: Any,
-    name: str | None,
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    record_args: tuple[Any, ...] | None,
-    middleware: list[tuple[Any, tuple[Callable[..., Any], ...]]] | None,
-    listeners: list[tuple[Any, int]] | None,
-) -> Any:
+    lock = None
+    outermost = tx is None or tx.root is not root
     if outermost:
+        tree = root._tree
+        if tree is not None:  # (a node being built has no tree yet: no other thread can see it)
+            lock = tree.lock
+            lock.acquire()  # from the first read to the end of delivery: transactions on one tree are serialized
+        tx = Transaction(root, tx, flow)
         _local.tx = tx
-    call_args = args if record_args is None else record_args
-    call: ActionCall | None = None
-    if middleware is not None or (listeners is not None and not tx.call_stack):
-        call = ActionCall(name or "", node, tx.root, call_args, kwargs, _running_call(tx))
-        if listeners is not None and not tx.call_stack:
-            tx.calls.append((call, listeners))
-        tx.call_stack.append(call)
-    else:
-        tx.call_stack.append((name, node, call_args, kwargs))
-    # the explicit mark/rollback instead of ``with tx.savepoint()``: this is every action's path, and the context
-    # manager costs ~400 ns more per call (measured), ~5 % of a one-field action
-    mark = tx.mark()
-    tx.contexts.append(node)
+    assert tx is not None
     try:
-        if middleware is not None:
-            assert call is not None
-            if record_args is None:  # middleware may rewrite the arguments it passes on
-                result = run_middleware(middleware, call, lambda c: fn(node, *c.args, **c.kwargs))
-            else:  # the call shows record_args (a flow's own arguments); the segment runs with its own
-                result = run_middleware(middleware, call, lambda c: fn(node, *args, **kwargs))
+        call_args = args if record_args is None else record_args
+        call: ActionCall | None = None
+        if middleware is not None or (listeners is not None and not tx.call_stack):
+            call = ActionCall(name or "", node, root, call_args, kwargs, _running_call(tx))
+            if listeners is not None and not tx.call_stack:
+                tx.calls.append((call, listeners))
+            tx.call_stack.append(call)
         else:
-            result = fn(node, *args, **kwargs)
-    except BaseException:
+            tx.call_stack.append((name, node, call_args, kwargs))
+        # the explicit mark/rollback instead of ``with tx.savepoint()``: this is every action's path, and the
+        # context manager costs ~400 ns more per call (measured), ~5 % of a one-field action
+        mark = tx.mark()
+        tx.contexts.append(node)
+        try:
+            if middleware is not None:
+                assert call is not None
+                if record_args is None:  # middleware may rewrite the arguments it passes on
+                    result = run_middleware(middleware, call, lambda c: fn(node, *c.args, **c.kwargs))
+                else:  # the call shows record_args (a flow's own arguments); the segment runs with its own
+                    result = run_middleware(middleware, call, lambda c: fn(node, *args, **kwargs))
+            else:
+                result = fn(node, *args, **kwargs)
+        except BaseException:
+            tx.contexts.pop()
+            tx.call_stack.pop()
+            rollback_to(tx, mark)
+            if outermost:
+                _local.tx = tx.outer
+                if tx.reactions:
+                    discard(tx.reactions)
+            raise
         tx.contexts.pop()
         tx.call_stack.pop()
-        rollback_to(tx, mark)
         if outermost:
-            _local.tx = tx.outer
-            discard(tx.reactions)
-        raise
-    tx.contexts.pop()
-    tx.call_stack.pop()
-    if outermost:
-        tree = tx.root._tree
-        try:
-            if tree is not None and tree.dupes:
-                refuse_duplicates(tx)
-            if tx.safe_checks:
-                drop_dangling_references(tx)
-        except BaseException:
+            commit(tx)
+        return result
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def commit(tx: Transaction) -> None:
+    """End the outermost transaction: settle identifiers and safe references (either may still roll it all back),
+    then deliver, then run what the commit made stale."""
+    tree = tx.root._tree
+    try:
+        if tree is not None and tree.dupes:
+            refuse_duplicates(tx)
+        if tx.safe_checks:
+            drop_dangling_references(tx)
+    except BaseException:
+        if tx.reactions:
             discard(tx.reactions)  # rolled back after all
-            raise
-        finally:
-            _local.tx = tx.outer
-        # committed: drop what only a rollback needed, so cached snapshots can be updated in place again
-        if tx.undo:
-            if tree is not None:
-                tree.seq += 1
-            tx.undo.clear()
-        tx.saved.clear()
-        try:
-            deliver(tx)
-        finally:
+        raise
+    finally:
+        _local.tx = tx.outer
+    # committed: drop what only a rollback needed, so cached snapshots can be updated in place again
+    if tx.undo:
+        if tree is not None:
+            tree.seq += 1
+        tx.undo.clear()
+    tx.saved.clear()
+    try:
+        deliver(tx)
+    finally:
+        if tx.reactions or tx.disposers:
             after_commit(tx)
-    return result
 
 
 def action(fn: F) -> F:
@@ -391,20 +391,19 @@ def drop_dangling_references(tx: Transaction) -> None:
 def after_commit(tx: Transaction) -> None:
     """Run the reactions the commit made stale and the disposers of the nodes it removed; inside another tree's
     transaction, leave them to that one (it may still roll back, and reactions see committed states only)."""
-    if not (tx.reactions or tx.disposers):
-        return
+    reactions, disposers = tx.reactions or [], tx.disposers or []
     outer = tx.outer
     if outer is not None:
-        outer.reactions.extend(tx.reactions)
-        outer.disposers.extend(tx.disposers)
+        outer.reactions = (outer.reactions or []) + reactions
+        outer.disposers = (outer.disposers or []) + disposers
         return
     errors: list[BaseException] = []
-    for disposer in tx.disposers:
+    for disposer in disposers:
         try:
             disposer()
         except Exception as error:
             errors.append(error)
-    run_reactions(tx.reactions)
+    run_reactions(reactions)
     if errors:
         raise errors[0]
 
