@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
 
 from rich.console import Console
 from rich.filesize import decimal
@@ -21,7 +20,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from mst_llm import on_patch
+from mst_llm import reaction
 from mst_llm.llm.model_info import ModelInfo
 
 
@@ -38,7 +37,7 @@ def _columns(sized: bool) -> tuple[ProgressColumn, ...]:
 
 
 class DownloadView:
-    """A download's progress drawn from its ModelInfo's ``/progress`` patches: a live bar on a terminal, a plain
+    """A download's progress drawn by a reaction to its ModelInfo's ``progress``: a live bar on a terminal, a plain
     line per 10 % elsewhere (logs, pipes, tests)."""
 
     def __init__(self, console: Console, info: ModelInfo, *, live: bool | None = None) -> None:
@@ -57,7 +56,7 @@ class DownloadView:
     def __enter__(self) -> DownloadView:
         if self._live:
             self._progress.start()
-        self._dispose = on_patch(self._info, self._on_patch)
+        self._dispose = reaction(lambda: self._info.progress, self._on_progress)
         return self
 
     def __exit__(
@@ -68,10 +67,8 @@ class DownloadView:
         if self._live:
             self._progress.stop()
 
-    def _on_patch(self, patch: dict[str, Any], _inverse: dict[str, Any]) -> None:
-        if patch["path"] != "/progress":
-            return
-        percent = float(patch["value"])
+    def _on_progress(self, progress: float, _previous: float) -> None:
+        percent = float(progress)
         task = self._progress.tasks[0]
         if percent * self._scale <= task.completed:
             return  # the reset to 0 when a download starts, before a resume reports its offset
