@@ -341,6 +341,36 @@ def w6_toggle_done_count(n: int, k: int, reps: int, ctx: dict[str, Any]) -> dict
     return figure(dt, k)
 
 
+def w10_toggle_autorun(n: int, k: int, reps: int, ctx: dict[str, Any]) -> dict[str, Any]:
+    """The extra cost of one autorun over the field an action changes: K toggles of one todo with the autorun,
+    minus K toggles without it."""
+    snap = ctx["snapshot"]
+    seen: list[bool] = []
+
+    def setup_bare() -> Store:
+        return Store.create(snap)
+
+    def setup_watched() -> Store:
+        store = Store.create(snap)
+        todo = store.todos[0]
+        mst_llm.autorun(lambda: seen.append(todo.done))
+        return store
+
+    def body(store: Store) -> None:
+        todo = store.todos[0]
+        for _ in range(k):
+            todo.toggle()
+
+    bare, _, _ = best_of(reps, setup_bare, body)
+    seen.clear()
+    watched, store, _ = best_of(reps, setup_watched, body)
+    check(seen[-1] == store.todos[0].done and len(seen) >= k + 1, "the autorun missed a toggle")
+    out = figure(watched - bare, k)
+    out["bare_us"] = round(bare / k * 1e6, 3)
+    out["with_autorun_us"] = round(watched / k * 1e6, 3)
+    return out
+
+
 def w7_toggle_on_snapshot(n: int, k: int, reps: int, ctx: dict[str, Any]) -> dict[str, Any]:
     snap = ctx["snapshot"]
 
@@ -480,6 +510,7 @@ WORKLOADS: list[tuple[str, Callable[..., dict[str, Any]], float | None, int | No
     ("6_toggle_done_count", w6_toggle_done_count, 5_000.0, 10_000, "us per (toggle, read store.done_count)"),
     ("7_toggle_on_snapshot", w7_toggle_on_snapshot, None, None, "us per toggle() with a root on_snapshot"),
     ("8_record_and_undo", w8_undo, None, None, "us per toggle and per undo (K each)"),
+    ("10_toggle_autorun", w10_toggle_autorun, 3.0, 10_000, "extra us per toggle() with one autorun on that field"),
 ]
 MEMORY_TARGET_BYTES = 1024
 RATIO_WORKLOADS = ["2_toggle_on_patch", "3_toggle_get_snapshot", "7_toggle_on_snapshot"]

@@ -18,7 +18,7 @@ import anyio
 
 from mst_llm.core.base import context
 from mst_llm.core.state.reactivity import Computed, _unsubscribe, resubscribe, track
-from mst_llm.errors import ReactionLoopError
+from mst_llm.errors import DeadNodeError, ReactionLoopError
 
 logger = logging.getLogger("mst_llm")
 
@@ -53,7 +53,7 @@ class Disposer:
 class Reaction:
     """One tracked function and what to do with its result; scheduled when something it read changes."""
 
-    __slots__ = ("changed", "deps", "disposed", "name", "on_error", "run_tracked", "scheduled", "seen")
+    __slots__ = ("changed", "computeds", "deps", "disposed", "name", "on_error", "run_tracked", "scheduled", "seen")
 
     def __init__(
         self, name: str, run_tracked: Callable[[], None], on_error: Callable[[BaseException], None] | None
@@ -62,6 +62,7 @@ class Reaction:
         self.run_tracked = run_tracked  # tracks, then acts on what it tracked (may call self.track)
         self.on_error = on_error
         self.deps: set[tuple[Any, Any]] = set()
+        self.computeds: list[Computed] = []  # the views among its dependencies
         self.seen: dict[Computed, Any] = {}  # the value of each view it read, as it read it
         self.changed = True  # something it read directly changed (not only a view it read)
         self.scheduled = False
@@ -95,23 +96,29 @@ class Reaction:
         self.scheduled = False
         if self.disposed:
             return
-        if self.deps and all(_dead(source) for source, _ in self.deps):
-            self.dispose()  # everything it watched is gone
-            return
         if not self.changed and all(computed.get() == value for computed, value in self.seen.items()):
             return  # only views it read went stale, and they came back with the values it saw
         self.changed = False
+        watched = self.deps
         try:
             self.run_tracked()
+        except DeadNodeError as error:
+            if watched and all(_dead(source) for source, _ in watched):
+                self.dispose()  # everything it watched is gone
+            else:
+                self.report(error)
         except Exception as error:
             self.report(error)
 
     def track(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn()`` recording what it reads as this reaction's dependencies; raises what ``fn`` raised."""
         value, deps, error = track(fn)
-        resubscribe(self, self.deps, deps)
-        self.deps = deps
-        self.seen = {source: source.value for source, _ in deps if isinstance(source, Computed)}
+        if deps != self.deps:
+            resubscribe(self, self.deps, deps)
+            self.deps = deps
+            self.computeds = [source for source, _ in deps if isinstance(source, Computed)]
+        if self.computeds:
+            self.seen = {computed: computed.value for computed in self.computeds}
         if error is not None:
             raise error
         return value
@@ -129,6 +136,7 @@ class Reaction:
         for dep in self.deps:
             _unsubscribe(dep, self)
         self.deps = set()
+        self.computeds = []
         self.seen = {}
 
     def __repr__(self) -> str:
@@ -174,23 +182,23 @@ def run_reactions(reactions: list[Reaction]) -> None:
         local.queue.extend(reactions)
         return
     local.reacting = True
-    local.queue = queue = list(reactions)
+    batch = reactions
     looping: set[str] = set()  # the reactions that ran in the last rounds: the loop is among them
     try:
         rounds = 0
-        while queue:
+        while batch:
             rounds += 1
             if rounds > MAX_ROUNDS:
-                for reaction in queue:
+                for reaction in batch:
                     reaction.scheduled = False
                 names = ", ".join(sorted(looping))
                 raise ReactionLoopError(f"reactions did not settle after {MAX_ROUNDS} rounds: {names}")
-            batch = list(dict.fromkeys(queue))
-            queue.clear()
             if rounds > MAX_ROUNDS - 10:
                 looping.update(reaction.name for reaction in batch)
+            local.queue = []  # what this round's commits make stale
             for reaction in batch:
                 reaction.run()
+            batch = local.queue
     finally:
         local.reacting = False
         local.queue = None

@@ -391,6 +391,9 @@ def drop_dangling_references(tx: Transaction) -> None:
 def after_commit(tx: Transaction) -> None:
     """Run the reactions the commit made stale and the disposers of the nodes it removed; inside another tree's
     transaction, leave them to that one (it may still roll back, and reactions see committed states only)."""
+    if tx.disposers is None and tx.outer is None:  # the usual case
+        run_reactions(tx.reactions or [])
+        return
     reactions, disposers = tx.reactions or [], tx.disposers or []
     outer = tx.outer
     if outer is not None:
