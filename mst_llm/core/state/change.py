@@ -22,10 +22,6 @@ class Change(NamedTuple):
     value: Any
     old: Any
 
-    def patches(self, depth: int) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The patch and its inverse, relative to a consumer ``depth`` keys above the changed slot."""
-        return make_patch_pair(self.op, relative_path(self.keys, depth), self.value, self.old)
-
 
 def relative_path(keys: list[Any], depth: int) -> str:
     """The JSON pointer of the ``depth`` innermost ``keys`` (given innermost first)."""
@@ -44,6 +40,7 @@ def relative_path(keys: list[Any], depth: int) -> str:
 
 
 def make_patch_pair(op: str, path: str, value: Any, old: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A change's RFC 6902 patch and its inverse, at ``path`` (``relative_path`` of its keys for one consumer)."""
     if op == "replace":
         return {"op": "replace", "path": path, "value": value}, {"op": "replace", "path": path, "value": old}
     if op == "add":

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from mst_llm.core.base import context
 from mst_llm.core.state.actions import ActionCall, FlowSegment, run_middleware, serialise_call
-from mst_llm.core.state.change import Change
+from mst_llm.core.state.change import Change, make_patch_pair, relative_path
 from mst_llm.core.state.node import Tree, check_alive, check_unique_ids, describe, path_of, root_of, snapshot_of
 from mst_llm.core.state.reactions import Reaction, discard, run_reactions
 from mst_llm.errors import ProtectionError, ValidationError
@@ -415,12 +415,12 @@ def deliver(tx: Transaction) -> None:
     """Tell listeners about a committed transaction: patches, snapshots, commit entries, action calls."""
     errors: list[BaseException] = []
     batches: dict[Any, tuple[list[dict[str, Any]], list[dict[str, Any]]]] | None = None
-    for change in tx.changes:
-        for consumer, depth in change.consumers:
+    for keys, consumers, op, value, old in tx.changes:
+        for consumer, depth in consumers:
             hooks = consumer._hooks
             if hooks is None:
                 continue
-            patch, inverse = change.patches(depth)
+            patch, inverse = make_patch_pair(op, relative_path(keys, depth), value, old)
             for listener in tuple(hooks.patch):
                 try:
                     listener(patch, inverse)
