@@ -410,12 +410,14 @@ def test_every_file_operation_runs_off_the_event_loop_thread(
 def test_no_step_holds_the_event_loop_while_the_disk_is_slow(
     server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A disk under writeback pressure (every file operation takes 30 ms here) must not freeze the app: asyncio's
-    debug mode reports no step over 20 ms, except the deliberately slow control step that proves it is listening."""
+    """A disk under writeback pressure (every file operation takes 80 ms here) must not freeze the app: asyncio's
+    debug mode reports no step over 60 ms, except the deliberately slow control step that proves it is listening.
+    (A file operation on the loop would make its step take 80 ms or more; the margin keeps a step that is merely
+    slow on a loaded machine from counting. The 20 ms figure of issue 15 is measured by benchmarks/download.py.)"""
     # Warm up first: anyio imports its socket, stream and TLS modules lazily, on the loop, in a process's first
     # download (30-110 ms here, once); this test is about the disk.
     run(fast().download, server.url("m.gguf"), tmp_path / "warm.gguf")
-    delay = 0.03
+    delay = 0.08
 
     def slow_disk(event: str, args: tuple[object, ...]) -> None:
         if event in ("open", "os.rename", "os.remove", "os.mkdir") and _touches(args, tmp_path):
@@ -436,7 +438,7 @@ def test_no_step_holds_the_event_loop_while_the_disk_is_slow(
     final = tmp_path / "m.gguf"
 
     async def main() -> None:
-        asyncio.get_running_loop().slow_callback_duration = 0.02
+        asyncio.get_running_loop().slow_callback_duration = 0.06
 
         async def control() -> None:
             await anyio.sleep(0.05)
