@@ -28,6 +28,7 @@ Mark = tuple[int, int, int, int, int]
 
 _local = context.local  # bound once: write_tx and run_action read it on every change
 _new_tuple = tuple.__new__
+_now = time.time
 
 
 def current_tx() -> Transaction | None:
@@ -58,7 +59,7 @@ class Transaction:
         self.root = root
         self.outer = outer
         self.flow = flow
-        self.started_at = time.time()
+        self.started_at = _now()
         self.contexts: list[Any] = []
         self.undo: list[tuple[Any, ...]] = []
         self.changes: list[Change] = []  # the changes that someone consumes as patches, in mutation order
@@ -217,40 +218,37 @@ def run_action(
             raise
         tx.contexts.pop()
         tx.call_stack.pop()
-        if outermost:
-            commit(tx)
+        if not outermost:
+            return result
+        # commit (inline: every action takes this path): settle identifiers and safe references (either may still
+        # roll it all back), then deliver, then run what the commit made stale
+        tree = root._tree
+        try:
+            if tree is not None and tree.dupes:
+                refuse_duplicates(tx)
+            if tx.safe_checks:
+                drop_dangling_references(tx)
+        except BaseException:
+            if tx.reactions:
+                discard(tx.reactions)  # rolled back after all
+            raise
+        finally:
+            _local.tx = tx.outer
+        # committed: drop what only a rollback needed, so cached snapshots can be updated in place again
+        if tx.undo:
+            if tree is not None:
+                tree.seq += 1
+            tx.undo.clear()
+        tx.saved.clear()
+        try:
+            deliver(tx)
+        finally:
+            if tx.reactions or tx.disposers:
+                after_commit(tx)
         return result
     finally:
         if lock is not None:
             lock.release()
-
-
-def commit(tx: Transaction) -> None:
-    """End the outermost transaction: settle identifiers and safe references (either may still roll it all back),
-    then deliver, then run what the commit made stale."""
-    tree = tx.root._tree
-    try:
-        if tree is not None and tree.dupes:
-            refuse_duplicates(tx)
-        if tx.safe_checks:
-            drop_dangling_references(tx)
-    except BaseException:
-        if tx.reactions:
-            discard(tx.reactions)  # rolled back after all
-        raise
-    finally:
-        _local.tx = tx.outer
-    # committed: drop what only a rollback needed, so cached snapshots can be updated in place again
-    if tx.undo:
-        if tree is not None:
-            tree.seq += 1
-        tx.undo.clear()
-    tx.saved.clear()
-    try:
-        deliver(tx)
-    finally:
-        if tx.reactions or tx.disposers:
-            after_commit(tx)
 
 
 def action(fn: F) -> F:
@@ -449,7 +447,7 @@ def deliver(tx: Transaction) -> None:
         calls_by_node = {node: (call, depth) for call, listener_nodes in tx.calls for node, depth in listener_nodes}
         tree = tx.root._tree
         seq = 0 if tree is None else tree.seq
-        committed_at = time.time()
+        committed_at = _now()
         flow = tx.flow
         for consumer, (patches, inverses) in batches.items():
             hooks = consumer._hooks
