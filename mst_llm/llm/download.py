@@ -279,10 +279,12 @@ class Downloader:
         Raises a ``DownloadError`` subclass; ``error.resumable`` tells whether the partial was kept.
         """
         record = await anyio.to_thread.run_sync(_prepare, url, final, size, self.disk_free)
-        client = self.client if self.client is not None else await anyio.to_thread.run_sync(self._new_client)
         with anyio.CancelScope(shield=True):  # a cancel arrives at the next checkpoint, which closes the file
             sink = await anyio.to_thread.run_sync(_Sink.resume, final)
+        client = self.client
         try:
+            if client is None:
+                client = await anyio.to_thread.run_sync(self._new_client)
             resumed_from = sink.offset
             progress = ProgressThrottle(on_progress)
             state = _Transfer(url, final, sink, progress, {**record, "url": url, "size": size})
@@ -297,7 +299,7 @@ class Downloader:
                 await anyio.to_thread.run_sync(sink.close)
             raise
         finally:
-            if self.client is None:
+            if self.client is None and client is not None:
                 await client.aclose()
         await anyio.to_thread.run_sync(_complete, sink)
         progress.finish()
