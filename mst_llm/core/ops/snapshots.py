@@ -12,13 +12,18 @@ from mst_llm.errors import MSTError, ValidationError
 
 def get_snapshot(node: Any) -> Any:
     """The node's value as immutable JSON data; unchanged subtrees return the identical object."""
-    if not is_node(node):
+    kind = getattr(type(node), "_mst_kind", None)
+    if kind is None:
         raise MSTError(f"get_snapshot expects a tree node, got {type(node).__name__}")
-    tree = root_of(node)._tree
+    tree = (node if node._parent is None else root_of(node))._tree
     if tree is None:
         return snapshot_of(node)
     with tree.lock:  # a committed state, never half of another thread's transaction
-        return snapshot_of(node)
+        # (snapshot_of, inlined: a program that snapshots after every action calls this as often as actions)
+        snap = node._snap
+        if snap is not None and kind == "model":
+            return snap
+        return node._mst_snapshot()
 
 
 def node_type(node: Any) -> Any:
