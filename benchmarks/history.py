@@ -12,6 +12,7 @@ the figures were obtained. Exit status 1 only when a correctness check fails.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -45,7 +46,7 @@ def recording_overhead(n: int, reps: int, directory: Path) -> dict[str, Any]:
     every later transaction (see ``notes``), so the fair baseline also takes a snapshot first.
     """
     snap = make_snapshot(n)
-    path = directory / "w2.jsonl"
+    paths = (directory / f"w2-{index}.jsonl" for index in itertools.count())  # one file per repetition
 
     def setup(kind: str) -> Any:
         def make() -> tuple[Store, Any]:
@@ -57,9 +58,9 @@ def recording_overhead(n: int, reps: int, directory: Path) -> dict[str, Any]:
             if kind == "commit_listener":
                 extra = on_commit(store, lambda commit: None)
             elif kind == "session":
-                extra = record_session(store, path)
+                extra = record_session(store, next(paths))
             elif kind == "session_batch":
-                extra = record_session(store, path, flush="batch")
+                extra = record_session(store, next(paths), flush="batch")
             return store, extra
 
         return make
@@ -69,6 +70,7 @@ def recording_overhead(n: int, reps: int, directory: Path) -> dict[str, Any]:
         dt, (_, extra), _ = best_of(reps, setup(kind), _toggle_all)
         if kind.startswith("session"):
             extra.close()
+            path = extra.path
             log = SessionLog.open(path)
             check(len(log) == n, f"the {kind} log has {len(log)} entries, expected {n}")
         figures[kind] = dt / n * 1e6
