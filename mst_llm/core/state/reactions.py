@@ -119,6 +119,8 @@ class Reaction:
             self.computeds = [source for source, _ in deps if isinstance(source, Computed)]
         if self.computeds:
             self.seen = {computed: computed.value for computed in self.computeds}
+        elif self.seen:
+            self.seen = {}
         if error is not None:
             raise error
         return value
