@@ -50,7 +50,10 @@ def test_random_actions_on_random_replicas_converge(broker: Broker, ops: list[tu
                 board = boards[which]
                 try:
                     if name == "put":
-                        board.put(key, -next(values))  # below every value yet (bumps only raise): a change
+                        # a multiple of 1,000 no other put uses, and bumps (at most 40, +1 each) never reach one: so
+                        # a put is a change even when a rebase re-runs it after other replicas' puts and bumps
+                        # (put a=-3 pending; another replica's put a=-4 and bump a made -3: the re-run was a no-op)
+                        board.put(key, -1000 * next(values))
                     elif name == "bump":
                         board.bump(key)
                     else:
