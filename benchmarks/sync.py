@@ -22,9 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,46 +36,10 @@ from mst_llm import SessionLog
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = ROOT / "tests" / "sync" / "sync_worker.py"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-
-class Broker:
-    """redis-server with AOF (fsync on every write) in a temporary directory; kill() is kill -9."""
-
-    def __init__(self, directory: str) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.directory = directory
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            sys.exit("redis-server is missing: run `make bench` or `apt-get install -y redis-server` as root")
-        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.directory, "--save", ""]
-        args += ["--appendonly", "yes", "--appendfsync", "always", "--logfile", "redis.log"]
-        self.process = subprocess.Popen(args)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with redis.Redis.from_url(self.url) as client:
-                    client.ping()
-                return
-            except (redis.ConnectionError, redis.BusyLoadingError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
+from tests.sync.broker import Broker  # noqa: E402  (the same redis-server the tests start)
 
 
 def spawn(url: str, stream: str, *args: str) -> subprocess.Popen[str]:
@@ -189,7 +150,7 @@ def main() -> None:
     options = parser.parse_args()
     report: dict[str, Any] = {"meta": {"quick": options.quick, "cpus": os.cpu_count()}}
     with tempfile.TemporaryDirectory() as directory:
-        broker = Broker(directory)
+        broker = Broker(Path(directory))
         broker.start()
         try:
             report["contention"] = contention(broker, 100 if options.quick else 500)

@@ -11,7 +11,7 @@ from pathlib import Path
 from mst_llm import SessionLog, get_snapshot
 from mst_llm.sync import replicate
 
-from .conftest import Broker
+from .broker import Broker
 from .sync_models import Tally
 
 MST_LLM = Path(sys.executable).with_name("mst-llm")

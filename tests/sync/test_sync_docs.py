@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Broker
+from .broker import Broker
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "replication.md"
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from mst_llm import SessionLog
 
-from .conftest import Broker, spawn
+from .broker import Broker
+from .conftest import spawn
 
 
 def finish(processes: list[subprocess.Popen[str]], timeout: float = 120) -> list[dict[str, Any]]:

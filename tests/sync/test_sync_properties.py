@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from mst_llm import SessionLog, get_snapshot
 from mst_llm.sync import Conflict, replicate
 
-from .conftest import Broker
+from .broker import Broker
 from .sync_models import Board
 
 KEYS = st.sampled_from(["a", "b", "c"])

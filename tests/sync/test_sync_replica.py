@@ -14,7 +14,7 @@ import pytest
 from mst_llm import SessionLog, SessionLogError, apply_patch, get_snapshot, on_snapshot
 from mst_llm.sync import BadEntryError, Conflict, ConflictError, Replica, SyncError, replicate
 
-from .conftest import Broker
+from .broker import Broker
 from .sync_models import Board, Tally
 
 

@@ -14,7 +14,7 @@ import pytest
 from mst_llm import SessionLog, SessionLogError, get_snapshot
 from mst_llm.sync import SyncError, redact, replicate
 
-from .conftest import Broker
+from .broker import Broker
 from .sync_models import Tally
 
 SECRET = "s3cr3t-Pa55word"
