@@ -295,12 +295,7 @@ class ListNode(ContainerNode, list[Any]):  # type: ignore[misc]  # hashed by ide
         self._mst_splice(min(position, size), 0, [value])
 
     def pop(self, index: SupportsIndex = -1) -> Any:
-        size = _list_len(self)
-        position = index.__index__()
-        if position < 0:
-            position += size
-        if not 0 <= position < size:
-            raise IndexError("pop index out of range" if size else "pop from empty list")
+        position = _position(self, index, "pop index out of range" if _list_len(self) else "pop from empty list")
         value = _list_getitem(self, position)
         self._mst_splice(position, 1, [])
         return value
@@ -342,13 +337,7 @@ class ListNode(ContainerNode, list[Any]):  # type: ignore[misc]  # hashed by ide
             for position, item in zip(positions, values, strict=True):
                 self._mst_set(position, item)
             return
-        size = _list_len(self)
-        position = index.__index__()
-        if position < 0:
-            position += size
-        if not 0 <= position < size:
-            raise IndexError("list assignment index out of range")
-        self._mst_set(position, value)
+        self._mst_set(_position(self, index, "list assignment index out of range"), value)
 
     def __delitem__(self, index: Any) -> None:
         if isinstance(index, slice):
@@ -360,13 +349,7 @@ class ListNode(ContainerNode, list[Any]):  # type: ignore[misc]  # hashed by ide
             for position in sorted(range(start, stop, step), reverse=True):
                 self._mst_splice(position, 1, [])
             return
-        size = _list_len(self)
-        position = index.__index__()
-        if position < 0:
-            position += size
-        if not 0 <= position < size:
-            raise IndexError("list assignment index out of range")
-        self._mst_splice(position, 1, [])
+        self._mst_splice(_position(self, index, "list assignment index out of range"), 1, [])
 
     def __repr__(self) -> str:
         return list.__repr__(self)
@@ -400,6 +383,17 @@ class ReferenceListNode(ListNode):
 
     def __contains__(self, value: object) -> bool:
         return list.__contains__(self, self._ident(value))
+
+
+def _position(node: ListNode, index: SupportsIndex, message: str) -> int:
+    """The non-negative position ``index`` names in ``node`` (negative counts from the end), or IndexError."""
+    size = _list_len(node)
+    position = index.__index__()
+    if position < 0:
+        position += size
+    if not 0 <= position < size:
+        raise IndexError(message)
+    return position
 
 
 def _renumber(node: ListNode, start: int) -> None:

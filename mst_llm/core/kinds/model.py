@@ -176,7 +176,7 @@ class _Field:
     def __get__(self, node: Any, owner: Any = None) -> Any:
         if node is None:
             return self
-        if context.tracking:
+        if context.tracking:  # reactivity.report, inlined: every field read of every view takes this path
             tracker = context.local.tracker
             if tracker is not None:
                 tracker.add((node, self.name))

@@ -98,7 +98,8 @@ class UndoManager:
     def _on_commit(self, commit: Commit) -> None:
         if self._replaying or self._skip_depth:
             return
-        actions = () if commit.action is None else (commit.action,)
+        action = commit.action
+        actions = () if action is None else (action,)
         item = HistoryEntry(list(commit.patches), list(commit.inverse_patches), actions)
         if self._group is not None:
             self._group.append(item)

@@ -20,7 +20,7 @@ from mst_llm.core.state.node import (
     unregister_subtree,
     walk_nodes,
 )
-from mst_llm.core.state.transaction import Transaction, current_tx, run_action
+from mst_llm.core.state.transaction import Transaction, call_each, current_tx, run_action
 from mst_llm.errors import DeadNodeError, ValidationError
 
 if TYPE_CHECKING:
@@ -107,14 +107,9 @@ def _schedule_disposers(node: Any) -> None:
 def run_disposers(node: Any) -> None:
     hooks = node._hooks
     disposers, hooks.disposers = hooks.disposers, []
-    errors: list[BaseException] = []
-    for disposer in disposers:
-        try:
-            disposer()
-        except Exception as error:
-            errors.append(error)
-    if errors:
-        raise errors[0]
+    error = call_each(disposers)
+    if error is not None:
+        raise error
 
 
 def kill_root(node: Any) -> None:

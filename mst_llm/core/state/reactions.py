@@ -8,6 +8,7 @@ they run after the commit's listeners, at most once per commit, until no round m
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Generator
@@ -208,7 +209,7 @@ def run_reactions(reactions: list[Reaction]) -> None:
 
 # --- the public functions ------------------------------------------------------------------------------------
 
-_names = iter(range(1, 1 << 62))
+_names = itertools.count(1)
 
 
 def _name(kind: str, name: str | None, fn: Callable[..., Any]) -> str:
@@ -322,10 +323,6 @@ class _When:
             self.disposer()
         if errors:
             raise errors[0]
-
-    def dispose(self) -> None:
-        if self.disposer is not None:
-            self.disposer()
 
 
 def _waker(event: anyio.Event) -> Callable[[], None]:

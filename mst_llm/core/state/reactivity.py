@@ -142,7 +142,7 @@ def track_contents(node: Any) -> None:
 
 
 def notify(node: Any, key: Any) -> None:
-    """Mark every view that read ``key`` of ``node`` stale (call when node._obs is not None)."""
+    """Mark every view and reaction that read ``key`` of ``node`` stale (call when node._obs is not None)."""
     observers = node._obs.get(key)
     if observers:
         for computed in list(observers):
@@ -166,7 +166,7 @@ def notify_write(holder: Any, key: Any) -> None:
 
 
 def notify_all(node: Any) -> None:
-    """Mark every view that read anything of ``node`` stale (the node died or was restored)."""
+    """Mark every view and reaction that read anything of ``node`` stale (the node died or was restored)."""
     for observers in list(node._obs.values()):
         for computed in list(observers):
             computed.invalidate()

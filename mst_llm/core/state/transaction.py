@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from operator import itemgetter
 from typing import Any, TypeVar
 
 from mst_llm.core.base import context
@@ -28,7 +27,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 Mark = tuple[int, int, int, int, int]
 
 _local = context.local  # bound once: write_tx and run_action read it on every change
-_new_tuple = tuple.__new__
 _now = time.time
 
 
@@ -397,15 +395,21 @@ def after_commit(tx: Transaction) -> None:
         outer.reactions = (outer.reactions or []) + reactions
         outer.disposers = (outer.disposers or []) + disposers
         return
-    errors: list[BaseException] = []
-    for disposer in disposers:
-        try:
-            disposer()
-        except Exception as error:
-            errors.append(error)
+    error = call_each(disposers)
     run_reactions(reactions)
-    if errors:
-        raise errors[0]
+    if error is not None:
+        raise error
+
+
+def call_each(functions: list[Callable[[], Any]]) -> Exception | None:
+    """Call every function even when some raise (each is a separate observer); return the first error."""
+    first: Exception | None = None
+    for function in functions:
+        try:
+            function()
+        except Exception as error:
+            first = first or error
+    return first
 
 
 def deliver(tx: Transaction) -> None:
@@ -454,7 +458,7 @@ def deliver(tx: Transaction) -> None:
             if hooks is None:
                 continue
             call, depth = calls_by_node.get(consumer, (None, 0))
-            commit = _new_tuple(Commit, (seq, tuple(patches), tuple(inverses), call, depth, flow, started, committed))
+            commit = Commit(seq, tuple(patches), tuple(inverses), call, depth, flow, started, committed)
             for listener in tuple(hooks.commit):
                 try:
                     listener(commit)
@@ -475,7 +479,7 @@ def deliver(tx: Transaction) -> None:
         raise errors[0]
 
 
-class Commit(tuple[Any, ...]):
+class Commit:
     """One committed transaction as seen from the node an ``on_commit`` listener is on. Immutable.
 
     ``seq`` counts the committed transactions that changed the tree (per tree, from 1); ``action`` is the
@@ -485,26 +489,64 @@ class Commit(tuple[Any, ...]):
     dicts relative to the listener's node, in mutation order; ``started_at`` and ``committed_at`` are
     ``time.time()`` values.
 
-    A tuple underneath (read it by attribute): one C call builds it, where a frozen slotted class with nine
-    ``object.__setattr__`` calls cost ~3,500 instructions per commit and listener (measured with callgrind).
+    The public attributes are read-only properties over private slots: the slots are set by plain assignment (a
+    ``__setattr__`` that refuses writes made nine ``object.__setattr__`` calls cost ~3,500 instructions per commit
+    and listener, measured with callgrind), and the action is serialised once, on first read.
     """
 
-    __slots__ = ()
+    __slots__ = ("_action", "_call", "_committed_at", "_depth", "_flow", "_inverse", "_patches", "_seq", "_started_at")
 
-    seq: int = property(itemgetter(0))  # type: ignore[assignment]
-    patches: tuple[dict[str, Any], ...] = property(itemgetter(1))  # type: ignore[assignment]
-    inverse_patches: tuple[dict[str, Any], ...] = property(itemgetter(2))  # type: ignore[assignment]
-    started_at: float = property(itemgetter(6))  # type: ignore[assignment]
-    committed_at: float = property(itemgetter(7))  # type: ignore[assignment]
+    def __init__(
+        self,
+        seq: int,
+        patches: tuple[dict[str, Any], ...],
+        inverse_patches: tuple[dict[str, Any], ...],
+        call: ActionCall | None,
+        depth: int,
+        flow: FlowSegment | None,
+        started_at: float,
+        committed_at: float,
+    ) -> None:
+        self._seq = seq
+        self._patches = patches
+        self._inverse = inverse_patches
+        self._call = call
+        self._depth = depth
+        self._flow = flow
+        self._started_at = started_at
+        self._committed_at = committed_at
+        self._action: dict[str, Any] | None = None
+
+    @property
+    def seq(self) -> int:
+        return self._seq
+
+    @property
+    def patches(self) -> tuple[dict[str, Any], ...]:
+        return self._patches
+
+    @property
+    def inverse_patches(self) -> tuple[dict[str, Any], ...]:
+        return self._inverse
+
+    @property
+    def started_at(self) -> float:
+        return self._started_at
+
+    @property
+    def committed_at(self) -> float:
+        return self._committed_at
 
     @property
     def action(self) -> dict[str, Any] | None:
-        call = self[3]
-        return None if call is None else serialise_call(call, self[4])
+        # serialised on first read: most observers of a commit never read the call, some read it twice
+        if self._action is None and self._call is not None:
+            self._action = serialise_call(self._call, self._depth)
+        return self._action
 
     @property
     def flow(self) -> dict[str, Any] | None:
-        flow = self[5]
+        flow = self._flow
         return None if flow is None else {"name": flow.name, "id": flow.id, "segment": flow.segment}
 
     def __repr__(self) -> str:
