@@ -31,6 +31,15 @@ def json_patch_path(parts: Iterable[Any]) -> str:
     return "".join("/" + escape_json_path(str(part)) for part in parts)
 
 
+def relative_pointer(base: list[Any], target: list[Any]) -> str:
+    """The shortest path from the node at path parts ``base`` to the one at ``target`` (MST ``getRelativePath``):
+    "../b/c" goes up then down, "/todos/1" down, ".." up, "" stays."""
+    common = 0
+    while common < min(len(base), len(target)) and base[common] == target[common]:
+        common += 1
+    return "/".join([".."] * (len(base) - common)) + json_patch_path(target[common:])
+
+
 def split_json_path(path: str) -> list[str]:
     """Split a JSON pointer into unescaped parts ("" -> []); PatchError when it is not RFC 6901 syntax."""
     if path == "":

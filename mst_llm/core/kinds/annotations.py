@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import functools
+import operator
 import sys
 import types as _pytypes
 import typing
@@ -105,6 +107,10 @@ def to_type(annotation: Any, namespace: Mapping[str, Any] | None = None) -> Type
     if origin is Literal:
         return LiteralType(args)
     if origin is Union or origin is _pytypes.UnionType:
+        present = tuple(arg for arg in args if arg is not type(None))
+        if len(present) > 1 and is_value_annotation(annotation):  # values (``datetime | int``): one value type
+            value = ValueType(functools.reduce(operator.or_, present))
+            return Nullable(value) if len(present) < len(args) else value
         return union_of([to_type(arg, namespace) for arg in args])
     if origin is list or annotation is list:
         return ListType(to_type(args[0], namespace) if args else FrozenType())

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from mst_llm.core.base.frozen import FrozenList
-from mst_llm.core.kinds.base import MISSING
+from mst_llm.core.kinds.base import MISSING, Type
 from mst_llm.core.state.node import NodeSlots, is_node
 from mst_llm.core.state.reactivity import STRUCTURE
 from mst_llm.errors import ValidationError
@@ -72,6 +72,13 @@ def adopt(child: Any, parent: Any, key: Any) -> None:
 
 def same(new: Any, old: Any) -> bool:
     return new is old or (not is_node(new) and new is not MISSING and new == old and type(new) is type(old))
+
+
+def same_form(typ: Type, new: Any, old: Any) -> bool:
+    """``same``, and for values whose JSON form can differ while they compare equal (Decimal 1.5 == 1.50, a
+    datetime equals itself in another timezone) the same JSON form too: storing ``new`` over ``old`` changes
+    nothing."""
+    return same(new, old) and (typ.is_plain or new is old or typ.snapshot(new) == typ.snapshot(old))
 
 
 def snapshot_of_container(stored: Any) -> Any:

@@ -9,7 +9,14 @@ from typing import Any, SupportsIndex
 
 from mst_llm.core.base.frozen import frozen_list
 from mst_llm.core.kinds.base import MISSING, Errors, Type, _kind, _show, _unwrap, _validate_node_value
-from mst_llm.core.kinds.container import UNSHARED, ContainerNode, _getrefcount, adopt, same, snapshot_of_container
+from mst_llm.core.kinds.container import (
+    UNSHARED,
+    ContainerNode,
+    _getrefcount,
+    adopt,
+    same_form,
+    snapshot_of_container,
+)
 from mst_llm.core.kinds.reference import is_resolvable, register_container_refs, resolve_reference
 from mst_llm.core.state import lifecycle, reactivity
 from mst_llm.core.state.node import NODE_SLOTS, is_node
@@ -178,13 +185,13 @@ class ListNode(ContainerNode, list[Any]):  # type: ignore[misc]  # hashed by ide
         new_items, deep = _match_items(item, current, values)
         size, count = len(current), len(new_items)
         prefix = 0
-        while prefix < size and prefix < count and same(new_items[prefix], current[prefix]):
+        while prefix < size and prefix < count and same_form(item, new_items[prefix], current[prefix]):
             prefix += 1
         suffix = 0
         while (
             suffix < size - prefix
             and suffix < count - prefix
-            and same(new_items[count - 1 - suffix], current[size - 1 - suffix])
+            and same_form(item, new_items[count - 1 - suffix], current[size - 1 - suffix])
         ):
             suffix += 1
         middle = [value if value is not MISSING else None for value in new_items[prefix : count - suffix]]
@@ -203,9 +210,12 @@ class ListNode(ContainerNode, list[Any]):  # type: ignore[misc]  # hashed by ide
     def _mst_splice(self, index: int, remove_count: int, values: list[Any]) -> None:
         if remove_count == len(values) and (
             not values
-            or (
-                self._type.item.is_plain
-                and all(map(same, values, _list_getitem(self, slice(index, index + remove_count))))
+            or all(
+                map(
+                    functools.partial(same_form, self._type.item),
+                    values,
+                    _list_getitem(self, slice(index, index + remove_count)),
+                )
             )
         ):
             return  # nothing changes: no transaction, no patch

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import typing
 import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -19,15 +20,11 @@ from cattrs import transform_error
 from cattrs.errors import BaseValidationError
 
 from mst_llm.core.base.frozen import FrozenDict, FrozenList, freeze
-from mst_llm.core.base.values import value_converter
+from mst_llm.core.base.values import label, value_converter
 from mst_llm.core.kinds.base import Errors, Type, _kind, _show
 
 # values whose JSON form is a scalar: their snapshots need no freezing
 _SCALAR_FORMS = (dt.date, dt.time, dt.timedelta, Decimal, uuid.UUID, PurePath, enum.Enum)
-
-
-def _name(annotation: Any) -> str:
-    return annotation.__name__ if isinstance(annotation, type) else repr(annotation).replace("typing.", "")
 
 
 def _reason(error: Exception) -> str:
@@ -37,15 +34,20 @@ def _reason(error: Exception) -> str:
 
 
 class ValueType(Type):
-    """A value type the converter handles, named by its annotation (``datetime``, ``tuple[int, ...]``, ...)."""
+    """A value type the converter handles, named by its annotation (``datetime``, ``tuple[int, ...]``, ...).
+
+    A ``set[X]`` holds a frozenset: a value in the tree never changes in place (assign a new set instead)."""
 
     is_plain = False
 
     def __init__(self, annotation: Any) -> None:
+        self.name = label(annotation)
+        if typing.get_origin(annotation) is set:
+            annotation = frozenset[typing.get_args(annotation)]  # type: ignore[misc]
         self.annotation = annotation
-        self.name = _name(annotation)
-        # exact instances are the value itself: always valid, stored as they are (the fast path)
-        self.exact = annotation if isinstance(annotation, type) else None
+        # exact instances are the value itself: always valid, stored as they are (the fast path); a timedelta is
+        # rounded to its JSON form by its hook
+        self.exact = annotation if isinstance(annotation, type) and annotation is not dt.timedelta else None
         self._structure = value_converter.get_structure_hook(annotation)
         self._unstructure = value_converter.get_unstructure_hook(annotation)
         self._scalar_form = isinstance(annotation, type) and issubclass(annotation, _SCALAR_FORMS)

@@ -8,7 +8,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from mst_llm.core.base.pointer import json_patch_path, list_index, split_relative_path
+from mst_llm.core.base.pointer import list_index, relative_pointer, split_relative_path
 from mst_llm.core.base.values import is_value_hint, value_converter
 from mst_llm.core.kinds.annotations import to_type
 from mst_llm.core.kinds.base import _unwrap
@@ -17,7 +17,7 @@ from mst_llm.core.kinds.list import ListType
 from mst_llm.core.ops.patches import apply_patch
 from mst_llm.core.ops.snapshots import apply_snapshot, get_snapshot, node_type
 from mst_llm.core.state import lifecycle, reactivity
-from mst_llm.core.state.actions import ActionCall
+from mst_llm.core.state.actions import NODE_PATH, ActionCall
 from mst_llm.core.state.node import (
     Tree,
     add_listener,
@@ -343,9 +343,21 @@ def apply_action(node: Any, call: dict[str, Any] | list[dict[str, Any]]) -> Any:
             method = getattr(type(target), name, None)
             if method is None or not getattr(method, "_mst_action", False):
                 raise MSTError(f"{type(target).__name__} has no action {name!r}")
-            args, kwargs = _structure_arguments(method, target, args, kwargs)
+            args, kwargs = _structure_arguments(method, target, _with_nodes(node, args), _with_nodes(node, kwargs))
             result = getattr(target, name)(*args, **kwargs)
     return result
+
+
+def _with_nodes(base: Any, value: Any) -> Any:
+    """A recorded argument with each ``{"$MST_NODE_PATH": path}`` replaced by the node at that path from ``base``
+    (the node the call was recorded on)."""
+    if isinstance(value, list):
+        return [_with_nodes(base, item) for item in value]
+    if isinstance(value, dict):
+        if len(value) == 1 and isinstance(value.get(NODE_PATH), str):
+            return resolve_path(base, value[NODE_PATH])
+        return {key: _with_nodes(base, item) for key, item in value.items()}
+    return value
 
 
 _hints: weakref.WeakKeyDictionary[Callable[..., Any], dict[str, Any]] = weakref.WeakKeyDictionary()
@@ -410,12 +422,7 @@ def get_relative_path(base: Any, target: Any) -> str:
     ``resolve_path(base, ...)`` follows: "../b/c" goes up then down, "/todos/1" down, ".." up, "" stays."""
     if root_of(_node(base)) is not root_of(_node(target)):
         raise MSTError(f"{type(base).__name__} and {type(target).__name__} nodes are not in the same tree")
-    base_parts = path_parts_of(base)
-    target_parts = path_parts_of(target)
-    common = 0
-    while common < min(len(base_parts), len(target_parts)) and base_parts[common] == target_parts[common]:
-        common += 1
-    return "/".join([".."] * (len(base_parts) - common)) + json_patch_path(target_parts[common:])
+    return relative_pointer(path_parts_of(base), path_parts_of(target))
 
 
 def get_members(node: Any) -> dict[str, Any]:

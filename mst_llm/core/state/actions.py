@@ -4,13 +4,16 @@ belongs to, and the JSON form of a call (for on_action, session logs and replay)
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 from mst_llm.core.base.frozen import FrozenDict, FrozenList
+from mst_llm.core.base.pointer import relative_pointer
 from mst_llm.core.base.values import is_value_annotation, value_converter
 from mst_llm.core.state.change import relative_path
-from mst_llm.core.state.node import is_node, snapshot_of
+from mst_llm.core.state.node import is_node, path_parts_of, root_of, snapshot_of
+
+NODE_PATH = "$MST_NODE_PATH"  # the JSON form of a node argument in the call's tree: {NODE_PATH: its path}
 
 _call_ids = itertools.count(1)
 
@@ -18,7 +21,7 @@ _call_ids = itertools.count(1)
 class ActionCall:
     """One action invocation as middleware sees it."""
 
-    __slots__ = ("args", "context", "id", "kwargs", "name", "parent_call", "tree")
+    __slots__ = ("args", "context", "id", "kwargs", "name", "parent_call", "pinned", "tree")
 
     def __init__(
         self, name: str, context: Any, tree: Any, args: tuple[Any, ...], kwargs: dict[str, Any], parent: Any
@@ -30,6 +33,9 @@ class ActionCall:
         self.kwargs = kwargs
         self.parent_call: ActionCall | None = parent
         self.id = next(_call_ids)
+        # (the context's path parts, id(node) -> (path parts, None) or (None, snapshot)) for node arguments, noted
+        # by ``pin_nodes`` when the call started
+        self.pinned: tuple[list[Any], dict[int, tuple[list[Any] | None, Any]]] | None = None
 
     def __repr__(self) -> str:
         return f"ActionCall({self.name!r}, id={self.id})"
@@ -61,6 +67,29 @@ def run_middleware(
 _PLAIN_ARGUMENTS = frozenset({str, int, float, bool, type(None)})
 
 
+def pin_nodes(call: ActionCall) -> None:
+    """Before an outermost call runs, note where the nodes among its arguments are, so that its JSON form names
+    them as they were when it started (an action that removes the node it was given still replays): a node in the
+    call's tree by its path, any other node by its snapshot."""
+    if not call.kwargs and all(type(arg) in _PLAIN_ARGUMENTS for arg in call.args):
+        return
+    forms: dict[int, tuple[list[Any] | None, Any]] = {}
+    for node in _nodes_in((*call.args, *call.kwargs.values())):
+        forms[id(node)] = (path_parts_of(node), None) if root_of(node) is call.tree else (None, snapshot_of(node))
+    if forms:
+        call.pinned = (path_parts_of(call.context), forms)
+
+
+def _nodes_in(values: Iterable[Any]) -> Iterator[Any]:
+    for value in values:
+        if is_node(value):
+            yield value
+        elif isinstance(value, dict) and not isinstance(value, FrozenDict):
+            yield from _nodes_in(value.values())
+        elif isinstance(value, (list, tuple)) and not isinstance(value, FrozenList):
+            yield from _nodes_in(value)
+
+
 def serialise_call(call: ActionCall, depth: int) -> dict[str, Any]:
     """The JSON form of an action call, its path relative to the node ``depth`` levels above its context."""
     keys: list[Any] = []
@@ -69,25 +98,45 @@ def serialise_call(call: ActionCall, depth: int) -> dict[str, Any]:
         keys.append(node._key)
         node = node._parent
     args = call.args
-    if not all(type(arg) in _PLAIN_ARGUMENTS for arg in args):
-        args = tuple(to_json_value(arg) for arg in args)
     result: dict[str, Any] = {"name": call.name, "path": relative_path(keys, depth), "args": list(args)}
-    if call.kwargs:
-        result["kwargs"] = {key: to_json_value(value) for key, value in call.kwargs.items()}
+    if call.kwargs or not all(type(arg) in _PLAIN_ARGUMENTS for arg in args):
+        node_form = _node_form(call, depth)
+        result["args"] = [to_json_value(arg, node_form) for arg in args]
+        if call.kwargs:
+            result["kwargs"] = {key: to_json_value(value, node_form) for key, value in call.kwargs.items()}
     return result
 
 
-def to_json_value(value: Any) -> Any:
-    """A JSON-ready form of an action argument: nodes become their snapshots, values (datetimes, enums, frozen
-    dataclasses, ...) their ``value_converter`` JSON form, which ``apply_action`` structures back."""
+def _node_form(call: ActionCall, depth: int) -> Callable[[Any], Any]:
+    """How ``serialise_call`` writes a node argument: ``{NODE_PATH: path}``, the path relative to the listener's
+    node (``depth`` levels above the call's), when it is in the call's tree, else its snapshot; as ``pin_nodes``
+    noted them when the call started (a flow's later segments, never pinned, name them as they are now)."""
+    pinned = call.pinned if isinstance(call, ActionCall) else None
+    context_parts, forms = pinned if pinned is not None else (path_parts_of(call.context), {})
+    base = context_parts[: len(context_parts) - depth]
+    root = root_of(call.context)
+
+    def node_form(node: Any) -> Any:
+        found = forms.get(id(node))
+        if found is None:
+            found = (path_parts_of(node), None) if root_of(node) is root else (None, snapshot_of(node))
+        parts, snapshot = found
+        return snapshot if parts is None else {NODE_PATH: relative_pointer(base, parts)}
+
+    return node_form
+
+
+def to_json_value(value: Any, node_form: Callable[[Any], Any]) -> Any:
+    """A JSON-ready form of an action argument: nodes as ``node_form`` writes them, values (datetimes, enums,
+    frozen dataclasses, ...) their ``value_converter`` JSON form, which ``apply_action`` structures back."""
     if is_node(value):
-        return snapshot_of(value)
+        return node_form(value)
     if type(value) in _PLAIN_ARGUMENTS or isinstance(value, (FrozenDict, FrozenList)):
         return value
     if isinstance(value, dict):
-        return {str(key): to_json_value(item) for key, item in value.items()}
+        return {str(key): to_json_value(item, node_form) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [to_json_value(item) for item in value]
+        return [to_json_value(item, node_form) for item in value]
     if is_value_annotation(type(value)):
         return value_converter.unstructure(value)
     if isinstance(value, (str, int, float)):
