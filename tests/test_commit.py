@@ -149,3 +149,42 @@ def test_every_segment_of_a_flow_carries_the_flow(backend: str) -> None:
     assert commits[0].action == {"name": "load", "path": "", "args": [["a", "b"]]}
     anyio.run(store.load, ["c"], backend=backend)
     assert commits[-1].flow is not None and commits[-1].flow["id"] != flows[0]["id"]
+
+
+@model
+class Folder:
+    files: list[str]
+
+    @flow
+    async def fill(self, names: list[str], *, prefix: str = "") -> None:
+        for name in names:
+            await anyio.sleep(0)
+            self.files.append(prefix + name)
+
+
+@model
+class Drive:
+    folders: list[Folder]
+
+
+def test_each_segment_names_the_whole_flow_call_relative_to_the_listener() -> None:
+    drive = Drive.create({"folders": [{"files": []}, {"files": []}]})
+    folder = drive.folders[1]
+    on_root: list[Commit] = []
+    on_folder: list[Commit] = []
+    below: list[Commit] = []
+    on_commit(drive, on_root.append)
+    on_commit(folder, on_folder.append)
+    on_commit(folder.files, below.append)  # inside the flow's node: the flow's call has no path from here
+    anyio.run(lambda: folder.fill(["a", "b"], prefix="x-"))
+    assert [commit.action for commit in on_root] == [None, None]  # the first segment changed nothing
+    run_id = on_root[0].flow["id"] if on_root[0].flow else None
+    call = {"name": "fill", "id": run_id, "args": [["a", "b"]], "kwargs": {"prefix": "x-"}}
+    assert [commit.flow for commit in on_root] == [
+        {**call, "segment": segment, "path": "/folders/1"} for segment in (2, 3)
+    ]
+    assert [commit.flow for commit in on_folder] == [{**call, "segment": segment, "path": ""} for segment in (2, 3)]
+    assert [commit.flow for commit in below] == [
+        {"name": "fill", "id": run_id, "segment": segment} for segment in (2, 3)
+    ]
+    assert [commit.patches[0]["path"] for commit in below] == ["/0", "/1"]

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,6 +19,7 @@ from mst_llm import (
     SessionLogError,
     action,
     apply_patch,
+    flow,
     get_snapshot,
     model,
     on_commit,
@@ -406,3 +408,36 @@ def test_any_cut_inside_the_header_opens_empty(tmp_path_factory: pytest.TempPath
     path.write_bytes(data[: min(cut, header_end - 2)])
     log = SessionLog.open(path)
     assert len(log) == 0 and log.header is None and log.truncated == (min(cut, header_end - 2) > 0)
+
+
+@model
+class Inbox:
+    messages: list[str]
+
+    @flow
+    async def receive(self, sender: str, count: int) -> None:
+        for index in range(count):
+            await anyio.sleep(0)
+            self.messages.append(f"{sender} {index}")
+
+
+def test_a_recording_started_during_a_flow_names_its_call_in_every_entry(tmp_path: Path) -> None:
+    """Each entry's flow record comes from its own commit: a recorder that missed the first segment still has it."""
+    root = Inbox.create({"messages": []})
+    recorders: list[Any] = []
+
+    async def scenario() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(root.receive, "ann", 3)
+            await anyio.sleep(0)  # the flow's first segment ran and is waiting
+            recorders.append(record_session(root, tmp_path / "late.jsonl"))
+
+    anyio.run(scenario)
+    recorders[0].close()
+    entries = list(SessionLog.open(tmp_path / "late.jsonl"))
+    assert entries and all(entry.action is None for entry in entries)
+    assert [entry.flow["segment"] for entry in entries if entry.flow] == list(range(5 - len(entries), 5))
+    assert all(
+        entry.flow is not None and entry.flow["args"] == ["ann", 3] and entry.flow["path"] == "" for entry in entries
+    )
+    assert {entry.name for entry in entries} == {"receive"}

@@ -124,9 +124,6 @@ def type_name(node: Any) -> str:
 # --- writing ---------------------------------------------------------------------------------------------
 
 
-_FLOW_RUNS_KEPT = 1024  # flow runs whose arguments a recorder remembers for their later segments
-
-
 class SessionRecorder:
     """Appends one line per committed transaction on ``node`` to a session log; a context manager."""
 
@@ -151,7 +148,6 @@ class SessionRecorder:
         self._timer: threading.Timer | None = None
         self.checkpoint_every = checkpoint_every
         self.seq = 0
-        self._flow_calls: dict[int, dict[str, Any]] = {}  # flow run id -> its path and args, recent runs only
         self._since_checkpoint = 0
         self._bytes_since_checkpoint = 0
         self._dispose: Callable[[], None] | None = None
@@ -191,25 +187,13 @@ class SessionRecorder:
             os.fsync(self._fd)
         return len(data)
 
-    def _flow_call(self, flow: dict[str, Any], action: dict[str, Any] | None) -> dict[str, Any]:
-        """The flow record of an entry, with the flow's path and arguments: from this commit's call (the first
-        segment's), else from the earlier entry of the same run that had it (later segments have no call)."""
-        if action is not None:
-            call = self._flow_calls[flow["id"]] = {"path": action["path"], "args": action["args"]}
-            while len(self._flow_calls) > _FLOW_RUNS_KEPT:
-                del self._flow_calls[next(iter(self._flow_calls))]
-        else:
-            call = self._flow_calls.get(flow["id"], {})
-        return {**flow, **call}
-
     def _on_commit(self, entry: Any) -> None:
         if self._fd is None:
             return
         self.seq += 1
-        flow = entry.flow
-        if flow is not None:
-            flow = self._flow_call(flow, entry.action)
-        size = self._write(entry_line(self.seq, time.time(), entry.action, entry.patches, entry.inverse_patches, flow))
+        size = self._write(
+            entry_line(self.seq, time.time(), entry.action, entry.patches, entry.inverse_patches, entry.flow)
+        )
         if self.checkpoint_every:
             self._since_checkpoint += 1
             self._bytes_since_checkpoint += size

@@ -42,12 +42,16 @@ class ActionCall:
 
 
 class FlowSegment(NamedTuple):
-    """Which flow run a transaction belongs to: the flow's name, a per-process run id, and the segment number
-    (1 runs up to the first ``await``)."""
+    """Which flow run a transaction belongs to: the flow's name, a per-process run id, the segment number (1 runs
+    up to the first ``await``), and the flow's call (its node and arguments), so that every segment's record names
+    the whole call, not only the first one's. ``serialise_call`` takes it as it takes an ActionCall."""
 
     name: str
     id: int
     segment: int
+    context: Any
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
 
 
 def run_middleware(
@@ -90,7 +94,7 @@ def _nodes_in(values: Iterable[Any]) -> Iterator[Any]:
             yield from _nodes_in(value)
 
 
-def serialise_call(call: ActionCall, depth: int) -> dict[str, Any]:
+def serialise_call(call: ActionCall | FlowSegment, depth: int) -> dict[str, Any]:
     """The JSON form of an action call, its path relative to the node ``depth`` levels above its context."""
     keys: list[Any] = []
     node = call.context
@@ -107,7 +111,7 @@ def serialise_call(call: ActionCall, depth: int) -> dict[str, Any]:
     return result
 
 
-def _node_form(call: ActionCall, depth: int) -> Callable[[Any], Any]:
+def _node_form(call: ActionCall | FlowSegment, depth: int) -> Callable[[Any], Any]:
     """How ``serialise_call`` writes a node argument: ``{NODE_PATH: path}``, the path relative to the listener's
     node (``depth`` levels above the call's), when it is in the call's tree, else its snapshot; as ``pin_nodes``
     noted them when the call started (a flow's later segments, never pinned, name them as they are now)."""

@@ -56,7 +56,7 @@ def flow(fn: F) -> F:
                 (coroutine, step, value, cancelled),
                 {},
                 record_args=args,
-                flow=FlowSegment(name, run_id, segment),
+                flow=FlowSegment(name, run_id, segment, self, args, kwargs),
             )
             if outcome is _RETURNED:
                 return result

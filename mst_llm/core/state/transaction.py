@@ -459,6 +459,8 @@ def deliver(tx: Transaction) -> None:
             if hooks is None:
                 continue
             call, depth = calls_by_node.get(consumer, (None, 0))
+            if call is None and flow is not None:  # a later segment: the flow's own call is the one it names
+                depth = _depth_below(consumer, flow.context)
             commit = Commit(seq, tuple(patches), tuple(inverses), call, depth, flow, started, committed)
             for listener in tuple(hooks.commit):
                 try:
@@ -480,13 +482,26 @@ def deliver(tx: Transaction) -> None:
         raise errors[0]
 
 
+def _depth_below(ancestor: Any, node: Any) -> int:
+    """How many levels ``node`` lies below ``ancestor`` (0: the same node), or -1 when it is not in its subtree."""
+    depth = 0
+    while node is not None:
+        if node is ancestor:
+            return depth
+        node = node._parent
+        depth += 1
+    return -1
+
+
 class Commit:
     """One committed transaction as seen from the node an ``on_commit`` listener is on. Immutable.
 
     ``seq`` counts the committed transactions that changed the tree (per tree, from 1); ``action`` is the
     outermost action call (``{"name", "path", "args"}``, the path relative to the listener's node) or None for a
     change without an action (an unprotected tree, or a flow segment after the first ``await``); ``flow`` is
-    ``{"name", "id", "segment"}`` when a flow made the change; ``patches`` and ``inverse_patches`` are RFC 6902
+    ``{"name", "id", "segment", "path", "args"}`` (and ``"kwargs"`` when there are any) in every commit a flow
+    made, ``path`` and ``args`` being the flow's call (absent when the flow's node is outside the listener's
+    subtree); ``patches`` and ``inverse_patches`` are RFC 6902
     dicts relative to the listener's node, in mutation order; ``started_at`` and ``committed_at`` are
     ``time.time()`` values.
 
@@ -548,7 +563,12 @@ class Commit:
     @property
     def flow(self) -> dict[str, Any] | None:
         flow = self._flow
-        return None if flow is None else {"name": flow.name, "id": flow.id, "segment": flow.segment}
+        if flow is None:
+            return None
+        record = {"name": flow.name, "id": flow.id, "segment": flow.segment}
+        if self._depth >= 0:  # the flow's node is in the listener's subtree: name its call
+            record.update(serialise_call(flow, self._depth))
+        return record
 
     def __repr__(self) -> str:
         return f"Commit(seq={self.seq}, action={self.action!r}, flow={self.flow!r}, patches={list(self.patches)!r})"
