@@ -481,6 +481,7 @@ def _drop_all_dangling(root: Any) -> None:
 # --- @model -----------------------------------------------------------------------------------------------
 
 _HOOK_NAMES = frozenset(lifecycle.HOOK_NAMES)
+_GENERATED = ("_mst_validate", "_mst_build", "_mst_snapshot")  # the entry points _mst_prepare replaces
 
 
 @dataclass_transform(kw_only_default=True)
@@ -498,9 +499,8 @@ def model(cls: C) -> C:
     own_annotations = inspect.get_annotations(cls)
     bases = tuple(base for base in cls.__bases__ if base is not object)
     model_bases = [base for base in bases if isinstance(base.__dict__.get("_mst_type"), ModelType)]
-    fields: dict[str, FieldSpec] = {}
-    for base in reversed(model_bases):
-        fields.update(base._mst_fields)  # type: ignore[attr-defined]
+    inherited = _inherited(model_bases)
+    fields = dict(inherited)
     for name, annotation in own_annotations.items():
         if name.startswith("__") or _is_classvar(annotation):
             continue
@@ -513,12 +513,14 @@ def model(cls: C) -> C:
         if key not in fields and key not in ("__dict__", "__weakref__")
     }
     body["__annotations__"] = {}
+    for name in _GENERATED:  # a used base holds its generated functions: this class must generate its own
+        body[name] = ModelNode.__dict__[name]
     new_bases = tuple(model_bases) or (ModelNode,)
     extra_bases = tuple(base for base in bases if base not in model_bases and base is not ModelNode)
     built = type(cls.__name__, (*new_bases, *extra_bases), body)
     built.__qualname__ = cls.__qualname__
     built.__module__ = cls.__module__
-    own_fields = {name: spec for name, spec in fields.items() if name not in _inherited(model_bases)}
+    own_fields = {name: spec for name, spec in fields.items() if name not in inherited}
     built = attrs.define(
         built,
         these={name: attrs.field(type=_real_type(spec.annotation, namespace)) for name, spec in own_fields.items()},
@@ -529,11 +531,12 @@ def model(cls: C) -> C:
         weakref_slot=False,
     )
     for name, spec in fields.items():
-        member = _member(built, name)
-        spec_for_class = spec if name in own_fields else _copy_spec(spec)
-        spec_for_class.get = member.__get__
-        spec_for_class.set = member.__set__
-        fields[name] = spec_for_class
+        if name in own_fields:  # the slot attrs just made
+            slot = built.__dict__[name]
+            spec.get, spec.set = slot.__get__, slot.__set__
+        else:  # the base's slot serves this class too (a used base holds its field descriptor under the name)
+            spec = fields[name] = _copy_spec(spec)
+            spec.get, spec.set = inherited[name].get, inherited[name].set
     built._mst_fields = fields  # type: ignore[attr-defined]
     built._mst_field_names = tuple(fields)  # type: ignore[attr-defined]
     built._mst_type = ModelType(built)  # type: ignore[attr-defined]
@@ -599,11 +602,12 @@ def _real_type(annotation: Any, namespace: Mapping[str, Any]) -> Any:
         return annotation
 
 
-def _inherited(model_bases: list[type]) -> set[str]:
-    names: set[str] = set()
-    for base in model_bases:
-        names.update(base._mst_fields)  # type: ignore[attr-defined]
-    return names
+def _inherited(model_bases: list[type]) -> dict[str, FieldSpec]:
+    """The fields the model bases declare, by name (the first base wins, as in the method resolution order)."""
+    specs: dict[str, FieldSpec] = {}
+    for base in reversed(model_bases):
+        specs.update(base._mst_fields)  # type: ignore[attr-defined]
+    return specs
 
 
 def _copy_spec(spec: FieldSpec) -> FieldSpec:
@@ -612,15 +616,6 @@ def _copy_spec(spec: FieldSpec) -> FieldSpec:
         if hasattr(spec, slot):  # a base that was never used has not resolved its accessors yet
             setattr(copy, slot, getattr(spec, slot))
     return copy
-
-
-def _member(cls: type, name: str) -> Any:
-    for klass in cls.__mro__:
-        if name in klass.__dict__ and hasattr(klass.__dict__[name], "__set__"):
-            member = klass.__dict__[name]
-            if type(member).__name__ == "member_descriptor":
-                return member
-    raise AssertionError(f"no slot for field {name!r} on {cls.__name__}")
 
 
 def _is_classvar(annotation: Any) -> bool:
