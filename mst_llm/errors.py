@@ -96,6 +96,23 @@ class DownloadTimeoutError(DownloadError, TimeoutError):
     """The connection stalled or failed repeatedly until the retries ran out; the partial is kept."""
 
 
+class HubError(DownloadError, LookupError):
+    """A Hugging Face Hub reference cannot be resolved: a malformed reference, an unknown or private repository or
+    file, no GGUF file for the quantization (or more than one), or an API error (``status`` holds the HTTP status,
+    None when there was no answer)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class OfflineError(DownloadError):
+    """``HF_HUB_OFFLINE`` is set and the model is not downloaded; nothing was fetched (a partial file is kept)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, resumable=True)
+
+
 class GGUFValidationError(MSTError, ValueError):
     """A file is not a GGUF model that llama.cpp can load safely; raised before llama.cpp ever sees it.
 

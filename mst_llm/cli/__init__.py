@@ -16,12 +16,13 @@ from mst_llm.cli.demo import demo
 from mst_llm.cli.devtools import devtools
 from mst_llm.cli.generate import chat, run
 from mst_llm.cli.replay import replay
-from mst_llm.cli.store import inspect_file, models, pull, rm, select, status
+from mst_llm.cli.store import inspect_file, ls, models, pull, rm, select, status
 
 main.add_command(demo)
 main.add_command(replay)
 main.add_command(devtools)
 main.add_command(models)
+main.add_command(ls)
 main.add_command(pull)
 main.add_command(rm)
 main.add_command(select)

@@ -197,12 +197,13 @@ def _stats(result: GenerationResult) -> str:
 
 
 @contextlib.contextmanager
-def _session(settings: _Settings, key: str | None) -> Iterator[_Session]:
-    """Open the store and load ``key`` (default: the selected model); always close the store afterwards."""
+def _session(settings: _Settings, key: str | Callable[[LLMStore], str | None] | None) -> Iterator[_Session]:
+    """Open the store and load ``key`` (default: the selected model; a function picks it from the opened store);
+    always close the store afterwards."""
     store = create_llm_store(settings.models_dir, settings.catalog)
     with _sigterm_interrupts(), start_blocking_portal() as portal, portal.wrap_async_context_manager(store):
         check_usable(store)
-        info = _ready_model(store, key)
+        info = _ready_model(store, key(store) if callable(key) else key)
         llama = _interruptible(portal, _load, store, info, settings)
         yield _Session(portal, info, llama, settings)
 
@@ -260,9 +261,11 @@ Examples:
   mst-llm run "Why is the sky blue?"
   mst-llm run gemma-3-270m "Write a haiku about trees" --max-tokens 64
   mst-llm run --raw --temperature 0 "The capital of France is"
-  mst-llm run --json --seed 42 "Say hello" | jq -r .text"""
+  mst-llm run --json --seed 42 "Say hello" | jq -r .text
+  cat notes.txt | mst-llm run "Summarize these notes:"
+  mst-llm run gemma-3-270m            no prompt on a terminal: a chat"""
 )
-@click.argument("words", nargs=-1, required=True, metavar="[KEY] PROMPT")
+@click.argument("words", nargs=-1, metavar="[KEY] [PROMPT]")
 @click.option("--raw", is_flag=True, help="Send PROMPT as it is, not as a user turn of the model's chat template.")
 @click.option(
     "--json",
@@ -277,11 +280,33 @@ def run(words: tuple[str, ...], raw: bool, as_json: bool, **options: Any) -> Non
     When the model file has a chat template, PROMPT is sent as one user turn (like `ollama run`); models without
     one (base models) continue PROMPT as it is. Stats go to stderr. Ctrl-C stops the answer, keeps what was
     written and exits with status 130.
+
+    Like `ollama run`: when stdin is not a terminal, what it holds is the prompt (before PROMPT, when both are
+    given); with no prompt at all, on a terminal, it opens a chat (see `mst-llm chat`). A single word that is a
+    model's key is KEY, otherwise PROMPT.
     """
     if len(words) > 2:
-        raise click.UsageError("expected [KEY] PROMPT; quote a prompt of several words")
-    key, prompt = (None, words[0]) if len(words) == 1 else words
-    with _session(_Settings(**options), key) as session:
+        raise click.UsageError("expected [KEY] [PROMPT]; quote a prompt of several words")
+    piped = None if sys.stdin.isatty() else sys.stdin.read()
+    prompts: list[str] = []
+
+    def pick(store: LLMStore) -> str | None:
+        """KEY and the prompt, checked before the model is loaded."""
+        key, prompt = _key_and_prompt(words, {info.key for info in store.models})
+        text = "\n\n".join(part for part in ((piped or "").strip(), prompt or "") if part)
+        if text:
+            prompts.append(text)
+        elif piped is not None:
+            raise click.UsageError("no prompt: stdin was empty; give PROMPT or pipe one in")
+        elif as_json:
+            raise click.UsageError("--json needs a PROMPT (without one, run opens a chat)")
+        return key
+
+    with _session(_Settings(**options), pick) as session:
+        if not prompts:
+            _Chat(session).loop()
+            return
+        prompt = prompts[0]
         chat_format = session.chat_format
         if not raw and chat_format.template is not None:
             prompt = chat_format.prompt([{"role": "user", "content": prompt}])
@@ -294,6 +319,15 @@ def run(words: tuple[str, ...], raw: bool, as_json: bool, **options: Any) -> Non
             _note(_stats(result))
     if result.finish_reason == "cancelled":
         raise Interrupted("SIGINT")
+
+
+def _key_and_prompt(words: tuple[str, ...], keys: set[str]) -> tuple[str | None, str | None]:
+    """``[KEY] [PROMPT]``: two words are both; one is KEY when it is a model's key, otherwise PROMPT."""
+    if len(words) == 2:
+        return words[0], words[1]
+    if words and words[0] in keys:
+        return words[0], None
+    return None, words[0] if words else None
 
 
 # --- chat ---------------------------------------------------------------------------------------------------

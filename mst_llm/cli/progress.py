@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from types import TracebackType
+from typing import Any
 
 from rich.console import Console
 from rich.filesize import decimal
@@ -27,6 +29,26 @@ from mst_llm.llm.model_info import ModelInfo
 def human_bytes(count: int | None) -> str:
     """``253.1 MB``; ``?`` when unknown."""
     return "?" if count is None else decimal(count)
+
+
+@contextlib.contextmanager
+def json_progress(info: ModelInfo, emit: Callable[[dict[str, Any]], None]) -> Iterator[None]:
+    """``pull --json``'s progress records, one per forward step of the ModelInfo's ``progress`` (at most ten a
+    second): the percentage, and the bytes of the total when the size is known."""
+
+    def report(progress: float, _previous: float) -> None:
+        if progress > 0:  # not the reset to 0 when a download starts
+            total = info.size
+            completed = None if total is None else round(total * progress / 100)
+            emit(
+                {"status": "downloading", "key": info.key, "percent": progress, "completed": completed, "total": total}
+            )
+
+    dispose = reaction(lambda: info.progress, report)
+    try:
+        yield
+    finally:
+        dispose()
 
 
 def _columns(sized: bool) -> tuple[ProgressColumn, ...]:

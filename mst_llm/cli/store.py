@@ -1,4 +1,4 @@
-"""``mst-llm models | pull | rm | select | status | inspect``: the model store from the command line.
+"""``mst-llm models | ls | pull | rm | select | status | inspect``: the model store from the command line.
 
 Each command opens the store over ``--models-dir`` (initializing scans the files), acts and closes it. ``pull``
 draws its progress bar from the ModelInfo's patches, like any other observer of the tree.
@@ -21,8 +21,9 @@ from rich.text import Text
 
 from mst_llm import get_snapshot
 from mst_llm.cli.common import catalog_option, debug_option, examples, models_dir_option, with_store
-from mst_llm.cli.progress import DownloadView, human_bytes
-from mst_llm.errors import ModelStoreError
+from mst_llm.cli.progress import DownloadView, human_bytes, json_progress
+from mst_llm.errors import ModelStoreError, MSTError
+from mst_llm.llm import hub
 from mst_llm.llm.gguf_check import GGUFInfo, check_gguf
 from mst_llm.llm.model import ModelStatus
 from mst_llm.llm.model_info import ModelInfo
@@ -39,6 +40,10 @@ def _json_option(function: Callable[..., Any]) -> Callable[..., Any]:
 
 def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _echo_json_line(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False))
 
 
 def _model(store: LLMStore, key: str) -> ModelInfo:
@@ -115,6 +120,37 @@ def _print_models(console: Console, store: LLMStore) -> None:
     console.print(table)
 
 
+# --- ls -------------------------------------------------------------------------------------------------------
+
+
+@click.command("ls", epilog=examples("mst-llm ls", "mst-llm ls --json | jq -r '.[].path'"))
+@_json_option
+@models_dir_option
+@catalog_option
+@debug_option
+def ls(as_json: bool, models_dir: Path | None, catalog: Path | None) -> None:
+    """List the downloaded models (like `ollama list`): key, size, quantization and path."""
+
+    async def body(store: LLMStore) -> list[dict[str, Any]]:
+        return [
+            {"key": info.key, "size": _size(info), "quantization": info.quantization, "path": info.path}
+            for info in store.models
+            if info.status == "ready"
+        ]
+
+    rows = with_store(models_dir, catalog, body)
+    if as_json:
+        _echo_json(rows)
+        return
+    table = [("KEY", "SIZE", "QUANT", "PATH")]
+    table += [(row["key"], human_bytes(row["size"]), row["quantization"] or "?", row["path"]) for row in rows]
+    widths = [max(len(line[column]) for line in table) for column in range(3)]
+    for line in table:
+        click.echo("   ".join([*(cell.ljust(width) for cell, width in zip(line, widths, strict=False)), line[3]]))
+    if not rows:
+        click.echo("no model is downloaded; `mst-llm pull KEY` or `mst-llm pull hf.co/USER/REPO` gets one", err=True)
+
+
 # --- pull -----------------------------------------------------------------------------------------------------
 
 
@@ -122,40 +158,78 @@ def _print_models(console: Console, store: LLMStore) -> None:
     epilog=examples(
         "mst-llm pull gemma-3-270m                       install the embedded model (no network)",
         "mst-llm pull my-model --catalog my-models.toml  a model from your own catalog",
+        "mst-llm pull hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M",
+        "mst-llm pull unsloth/gemma-3-270m-it-GGUF gemma-3-270m-it-Q8_0.gguf",
+        "mst-llm pull gemma-3-270m --json                JSON lines: progress, then the result",
         "(Ctrl-C keeps the partial download; the same command resumes it)",
     )
 )
-@click.argument("key")
+@click.argument("key", metavar="KEY|hf.co/USER/REPO[:QUANT]")
+@click.argument("file", required=False, metavar="[FILE.gguf]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines: progress records, then the result.")
 @models_dir_option
 @catalog_option
 @debug_option
-def pull(key: str, models_dir: Path | None, catalog: Path | None) -> None:
-    """Download (or install) a model and verify it; an interrupted download resumes where it stopped."""
+def pull(key: str, file: str | None, as_json: bool, models_dir: Path | None, catalog: Path | None) -> None:
+    """Download (or install) a model and verify it; an interrupted download resumes where it stopped.
+
+    KEY is a catalog key, or a Hugging Face repository: hf.co/USER/REPO[:QUANT] takes its GGUF file of that
+    quantization (default Q4_K_M), USER/REPO FILE.gguf that file; the store adds a catalog entry with the size and
+    sha256 the Hub reports. $HF_TOKEN authenticates to the Hub ($HF_ENDPOINT), $HF_HUB_OFFLINE=1 forbids the
+    network.
+    """
+    if file is not None and not hub.is_hub_reference(key):
+        raise click.UsageError("FILE goes with a Hugging Face repository: mst-llm pull USER/REPO FILE.gguf")
     console = Console(soft_wrap=True)
 
     async def body(store: LLMStore) -> None:
-        info = _model(store, key)
-        if info.status == "ready":
-            console.print(Text(f"{key} is already installed: {info.path}"))
-            return
-        await _download(console, store, info)
+        if hub.is_hub_reference(key):
+            info = await store.add_hub_model(key, file)
+        else:
+            info = _model(store, key)
+        installed = info.status == "ready"
+        if not installed:
+            await _download(console, store, info, as_json=as_json)
+        if as_json:
+            _echo_json_line({"status": "success", "already_installed": installed, **_pulled(info)})
+        elif installed:
+            console.print(Text(f"{info.key} is already installed: {info.path}"))
 
-    with_store(models_dir, catalog, body)
-
-
-async def _download(console: Console, store: LLMStore, info: ModelInfo) -> None:
-    """Run the store's download flow under a progress view; on Ctrl-C / SIGTERM say what was kept."""
-    resume = f", resuming at {human_bytes(info.resumable_bytes)}" if info.resumable_bytes else ""
-    console.print(Text(f"pulling {info.key} from {info.url} into {store.model_path(info)}{resume}"))
     try:
-        with DownloadView(console, info):
+        with_store(models_dir, catalog, body)
+    except MSTError as error:
+        if as_json:
+            _echo_json_line({"status": "error", "error": str(error)})
+        raise
+
+
+def _pulled(info: ModelInfo) -> dict[str, Any]:
+    """What `pull --json` reports of an installed model."""
+    fields = ("key", "display_name", "path", "url", "sha256", "quantization")
+    return {"size": _size(info), **{name: getattr(info, name) for name in fields}}
+
+
+async def _download(console: Console, store: LLMStore, info: ModelInfo, *, as_json: bool = False) -> None:
+    """Run the store's download flow under a progress view (or JSON progress lines); on Ctrl-C / SIGTERM say what
+    was kept."""
+    if as_json:
+        _echo_json_line(
+            {"status": "pulling", "key": info.key, "url": info.url, "path": str(store.model_path(info))}
+            | {"total": info.size, "completed": info.resumable_bytes}
+        )
+    else:
+        resume = f", resuming at {human_bytes(info.resumable_bytes)}" if info.resumable_bytes else ""
+        console.print(Text(f"pulling {info.key} from {info.url} into {store.model_path(info)}{resume}"))
+    try:
+        with json_progress(info, _echo_json_line) if as_json else DownloadView(console, info):
             await store.start_model_download(info.key)
     except anyio.get_cancelled_exc_class():
         _report_stopped(info)
         raise
     if info.status != "ready":
         raise ModelStoreError(f"{info.key}: {info.error}")
-    console.print(Text(f"{info.key} installed: {info.path} ({human_bytes(_size(info))})"))
+    if not as_json:
+        console.print(Text(f"{info.key} installed: {info.path} ({human_bytes(_size(info))})"))
 
 
 def _report_stopped(info: ModelInfo) -> None:

@@ -105,6 +105,11 @@ def entry_from_mapping(data: Mapping[str, Any]) -> CatalogEntry:
     return CatalogEntry(**{name: data[name] for name in _FIELDS if name in data})
 
 
+def entry_of(data: Mapping[str, Any]) -> CatalogEntry:
+    """The catalog entry held by a mapping with more fields (a ModelInfo snapshot); the others are ignored."""
+    return entry_from_mapping({name: data[name] for name in _FIELDS if name in data})
+
+
 def load_catalog(source: str | Path | Iterable[Mapping[str, Any] | CatalogEntry]) -> list[CatalogEntry]:
     """A catalog from a TOML/JSON file path or an iterable of dicts/entries; keys must be unique."""
     items = _read_catalog_file(Path(source)) if isinstance(source, str | Path) else list(source)

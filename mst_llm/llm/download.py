@@ -22,7 +22,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -38,7 +38,9 @@ from mst_llm.errors import (
     DownloadHTTPError,
     DownloadTimeoutError,
     InsufficientSpaceError,
+    OfflineError,
 )
+from mst_llm.llm.retry import RETRYABLE_STATUS, backoff_delay, retry_after_seconds
 
 ProgressCallback = Callable[[float], None]
 """Receives a percentage (0-100): throttled, monotonic, and always ending with exactly 100."""
@@ -51,11 +53,17 @@ Measured on loopback (2 cores): each hand-off costs enough that 4 MiB batches we
 32 MiB gained nothing more."""
 READ_SIZE = 1 << 20
 """Largest single network read; httpcore's default of 64 KiB costs a Python round trip per 64 KiB."""
-_RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _SIDECAR_EVERY_S = 1.0
 _HANDOFF_S = 0.1
 """A slow download still reaches the disk (and the resume offset) at least this often, whatever ``BATCH`` is."""
 _fdatasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
+OFFLINE_ENV = "HF_HUB_OFFLINE"
+"""huggingface_hub's switch: when true (``1``, ``ON``, ``YES``, ``TRUE``), nothing is downloaded."""
+
+
+def offline() -> bool:
+    """True when ``$HF_HUB_OFFLINE`` forbids the network (the values huggingface_hub accepts, any case)."""
+    return os.environ.get(OFFLINE_ENV, "").strip().upper() in ("1", "ON", "YES", "TRUE")
 
 
 def part_path(final: Path) -> Path:
@@ -260,6 +268,7 @@ class Downloader:
     retries: int = 5
     backoff: float = 0.25
     max_backoff: float = 5.0
+    max_retry_after: float = 60.0
     stall_timeout: float = 30.0
     connect_timeout: float = 15.0
     client: httpx.AsyncClient | None = None
@@ -273,21 +282,26 @@ class Downloader:
         size: int | None = None,
         sha256: str | None = None,
         on_progress: ProgressCallback | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> DownloadResult:
         """Download ``url`` to ``final`` (verified, atomic); resumes any partial left by an earlier attempt.
 
-        Raises a ``DownloadError`` subclass; ``error.resumable`` tells whether the partial was kept.
+        ``headers`` go with every request (``Authorization`` for a gated Hub file; httpx drops it on a redirect to
+        another host). Raises a ``DownloadError`` subclass; ``error.resumable`` tells whether the partial was kept;
+        with ``$HF_HUB_OFFLINE`` set that is an ``OfflineError`` before anything else happens.
         """
+        if offline():
+            raise OfflineError(f"{OFFLINE_ENV} is set: {final.name} is not downloaded and the network is off")
         record = await anyio.to_thread.run_sync(_prepare, url, final, size, self.disk_free)
         with anyio.CancelScope(shield=True):  # a cancel arrives at the next checkpoint, which closes the file
             sink = await anyio.to_thread.run_sync(_Sink.resume, final)
         client = self.client
         try:
             if client is None:
-                client = await anyio.to_thread.run_sync(self._new_client)
+                client = await anyio.to_thread.run_sync(self.new_client)
             resumed_from = sink.offset
             progress = ProgressThrottle(on_progress)
-            state = _Transfer(url, final, sink, progress, {**record, "url": url, "size": size})
+            state = _Transfer(url, final, sink, progress, {**record, "url": url, "size": size}, headers or {})
             try:
                 await self._attempts(client, state)
             except _TooLong as error:
@@ -305,8 +319,9 @@ class Downloader:
         progress.finish()
         return DownloadResult(final, sink.hasher.hexdigest(), sink.offset, state.transferred, resumed_from)
 
-    def _new_client(self) -> httpx.AsyncClient:
-        """Runs in a worker thread: building the TLS context parses the CA bundle (40 ms; 240 ms the first time)."""
+    def new_client(self) -> httpx.AsyncClient:
+        """A client with these timeouts that follows redirects (the Hub's API uses it too). Call it in a worker
+        thread: building the TLS context parses the CA bundle (40 ms; 240 ms the first time)."""
         return httpx.AsyncClient(
             timeout=httpx.Timeout(self.connect_timeout, read=self.stall_timeout), follow_redirects=True
         )
@@ -327,6 +342,14 @@ class Downloader:
             if state.sink.offset > before:
                 failures = 0  # progress was made: this is a new run of bad luck
             failures += 1
+            retry_after = reason.retry_after if isinstance(reason, _Retryable) else None
+            if retry_after is not None and retry_after > self.max_retry_after:
+                raise DownloadHTTPError(
+                    f"{state.url}: {reason}, and the server asks to wait {retry_after:.0f} s (Retry-After); "
+                    "try again later (the download resumes)",
+                    status=cast(_Retryable, reason).status,
+                    resumable=True,
+                ) from None
             if failures > self.retries:
                 if isinstance(reason, _Retryable):
                     raise DownloadHTTPError(
@@ -340,7 +363,12 @@ class Downloader:
                     "check the network and retry (the download resumes)",
                     resumable=True,
                 ) from reason
-            await anyio.sleep(min(self.max_backoff, self.backoff * 2 ** (failures - 1)))
+            await anyio.sleep(self.retry_delay(failures, retry_after))
+
+    def retry_delay(self, failures: int, retry_after: float | None = None) -> float:
+        """The wait before retry number ``failures``: what the server's ``Retry-After`` asks (429, 503), else
+        jittered exponential backoff (``backoff * 2**(failures-1)`` capped at ``max_backoff``, its upper half)."""
+        return retry_after if retry_after is not None else backoff_delay(failures, self.backoff, self.max_backoff)
 
     async def _verify(self, sink: _Sink, total: int | None, size: int | None, sha256: str | None) -> None:
         """Size and sha256 must match before the file may take its final name; a mismatch is not resumable."""
@@ -360,11 +388,12 @@ class Downloader:
 
 
 class _Retryable(Exception):
-    """A transient HTTP status (5xx, 429, ...) worth retrying."""
+    """A transient HTTP status (5xx, 429, ...) worth retrying, and the wait its ``Retry-After`` asks for."""
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, retry_after: float | None = None) -> None:
         super().__init__(f"HTTP {status}")
         self.status = status
+        self.retry_after = retry_after
 
 
 class _TooLong(Exception):
@@ -484,8 +513,17 @@ async def _body(response: httpx.Response) -> AsyncGenerator[bytes, None]:
 class _Transfer:
     """One download's moving parts across attempts: offset, etag, byte counts, sidecar updates."""
 
-    def __init__(self, url: str, final: Path, sink: _Sink, progress: ProgressThrottle, record: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        url: str,
+        final: Path,
+        sink: _Sink,
+        progress: ProgressThrottle,
+        record: dict[str, Any],
+        headers: Mapping[str, str],
+    ) -> None:
         self.url, self.final, self.sink, self.progress, self.record = url, final, sink, progress, record
+        self.headers = headers
         self.total: int | None = record.get("size")
         self.transferred = 0
         self._sidecar_at = 0.0
@@ -493,7 +531,7 @@ class _Transfer:
     async def run(self, client: httpx.AsyncClient, downloader: Downloader) -> None:
         """One HTTP request: continue at the current offset, or start over when the server insists."""
         offset = self.sink.offset
-        headers = {"Accept-Encoding": "identity"}
+        headers = {**self.headers, "Accept-Encoding": "identity"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
             if self.record.get("etag"):
@@ -504,8 +542,8 @@ class _Transfer:
                     return  # everything is already here
                 await anyio.to_thread.run_sync(self.sink.restart)  # the partial does not fit the file: start over
                 raise _Retryable(416)
-            if response.status_code in _RETRYABLE_STATUS:
-                raise _Retryable(response.status_code)
+            if response.status_code in RETRYABLE_STATUS:
+                raise _Retryable(response.status_code, retry_after_seconds(response.headers.get("retry-after")))
             if response.status_code not in (200, 206):
                 await anyio.to_thread.run_sync(remove_partial, self.final)
                 raise DownloadHTTPError(
@@ -646,6 +684,7 @@ __all__ = [
     "ProgressThrottle",
     "check_free_space",
     "finalize",
+    "offline",
     "part_path",
     "partial_bytes",
     "read_sidecar",

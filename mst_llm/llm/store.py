@@ -19,8 +19,9 @@ import anyio
 from mst_llm import Commit, ModelNode, action, flow, get_snapshot, model, on_commit, view
 from mst_llm import types as t
 from mst_llm.errors import CatalogError, DownloadError, ModelStoreError
-from mst_llm.llm.catalog import DEFAULT_CATALOG, CatalogEntry, validate_name
-from mst_llm.llm.download import Downloader, partial_bytes, remove_partial
+from mst_llm.llm import hub
+from mst_llm.llm.catalog import DEFAULT_CATALOG, CatalogEntry, entry_of, validate_name
+from mst_llm.llm.download import Downloader, offline, partial_bytes, remove_partial
 from mst_llm.llm.env import LLM_ENV_KEY, MODELS_DIR_ENV, default_models_dir, llm_env, llm_settings
 from mst_llm.llm.model import RUNTIME_STATES, LlamaModel
 from mst_llm.llm.model_info import ModelInfo
@@ -184,17 +185,68 @@ class LLMStore(ModelNode):
             if not isinstance(saved, dict):
                 continue
             info = next((info for info in self.models if info.key == saved.get("key")), None)
-            if info is None and saved.get("url") is None:
-                continue  # an unknown file: the scan finds it again if it is still there
-            if info is not None:
-                sha, cache = saved.get("sha256"), saved.get("hash_cache")
-                info.update(
-                    sha256=info.sha256 or (sha if isinstance(sha, str) else None),
-                    hash_cache=cache if isinstance(cache, dict) else None,
-                )
+            if info is None:
+                self._restore_added(saved)
+                continue
+            sha, cache = saved.get("sha256"), saved.get("hash_cache")
+            info.update(
+                sha256=info.sha256 or (sha if isinstance(sha, str) else None),
+                hash_cache=cache if isinstance(cache, dict) else None,
+            )
         key = state.get("selected_model_key")
         if isinstance(key, str) and any(info.key == key for info in self.models):
             self.selected_model_key = key
+
+    def _restore_added(self, saved: Mapping[str, Any]) -> None:
+        """A saved model the catalog does not name: one added by ``add_model`` comes back while it has a file or a
+        partial download on disk (an unknown file has no source: the scan finds it again if it is still there)."""
+        if saved.get("url") is None or (saved.get("status") == "idle" and not saved.get("resumable_bytes")):
+            return
+        try:
+            entry = entry_of(saved)
+        except CatalogError:
+            return
+        if all(entry.filename != info.filename for info in self.models):
+            cache = saved.get("hash_cache")
+            self.models.append(
+                ModelInfo.create({**entry.to_dict(), "hash_cache": cache if isinstance(cache, dict) else None})
+            )
+
+    @flow
+    async def add_model(self, entry: CatalogEntry | Mapping[str, Any]) -> ModelInfo:
+        """Add a catalog entry at run time (``add_hub_model`` does, for ``mst-llm pull hf.co/...``) and scan its
+        file, which may already be there; the state file remembers the entry while its file or a partial is on
+        disk. The same entry again returns its model; a key or file name of another source is a ModelStoreError.
+        A model found on disk without a source takes the entry's source (the scan then checks it)."""
+        entry = entry if isinstance(entry, CatalogEntry) else entry_of(entry)
+        for info in self.models:
+            if info.key != entry.key and info.filename != entry.filename:
+                continue
+            if info.url == entry.url and info.filename == entry.filename:  # known already: keep what it knows
+                info.update(size=entry.size if info.size is None else info.size, sha256=info.sha256 or entry.sha256)
+                return info
+            if info.url is not None or info.key in self.loaded_models or info.key in self.context.active:
+                raise ModelStoreError(
+                    f"cannot add {entry.key!r} ({entry.url}): model {info.key!r} ({info.url or info.filename}) has "
+                    "that key or file name; remove it first"
+                )
+            self.models.remove(info)  # found on disk only: the entry gives it a source
+        self.models.append(ModelInfo.create(entry.to_dict()))
+        added = self.get_model(entry.key)
+        await self._scan_one(added)
+        self.auto_select()
+        return added
+
+    @flow
+    async def add_hub_model(self, reference: str, filename: str | None = None) -> ModelInfo:
+        """Add a Hugging Face model: ``hf.co/USER/REPO[:QUANT]`` (default quantization Q4_K_M), or ``USER/REPO``
+        and a ``.gguf`` file name; the entry has the size and sha256 the Hub reports (``hub.resolve``). With
+        ``$HF_HUB_OFFLINE`` set, the model already downloaded for the reference (else an ``OfflineError``).
+        HubError: a malformed reference, an unknown repository or file, no file for the quantization."""
+        parsed = hub.parse_reference(reference, filename)
+        if offline():
+            return hub.downloaded(parsed, self.models)
+        return await self.add_model(await hub.resolve(parsed, self.context.downloader))
 
     def _add_unknown_files(self, names: Iterable[str]) -> None:
         """GGUF files in the dir that no catalog entry names appear as models without a source."""
@@ -286,7 +338,12 @@ class LLMStore(ModelNode):
                     )
                 elif info.url is not None:
                     result = await context.downloader.download(
-                        info.url, path, size=info.size, sha256=info.sha256, on_progress=info.set_progress
+                        info.url,
+                        path,
+                        size=info.size,
+                        sha256=info.sha256,
+                        on_progress=info.set_progress,
+                        headers=hub.auth_headers(info.url),
                     )
         except DownloadError as error:
             info.transition("fail", error=str(error), resumable_bytes=partial_bytes(path) if error.resumable else 0)

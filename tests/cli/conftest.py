@@ -1,5 +1,5 @@
 """The CLI tests use the LLM tests' fixtures (tiny models, the local HTTP server)."""
 
-from tests.llm.conftest import corpus, gguf_bytes, server, tiny_model
+from tests.llm.conftest import corpus, gguf_bytes, hub, server, tiny_model
 
-__all__ = ["corpus", "gguf_bytes", "server", "tiny_model"]
+__all__ = ["corpus", "gguf_bytes", "hub", "server", "tiny_model"]

@@ -140,7 +140,8 @@ def test_ctrl_d_at_the_prompt_leaves(terminal: Callable[..., Terminal]) -> None:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_run_stopped_by_a_signal_keeps_the_partial_answer_and_exits_130(tmp_path: Path, signum: int) -> None:
     args = [*COMMAND, "run", *place_model(tmp_path), *LONG_ANSWERS, "the model"]
-    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # stdin is not a terminal here: without DEVNULL, run would wait for a piped prompt from pytest's stdin
+    process = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert process.stdout is not None
     first = process.stdout.read(1)  # the answer is streaming
     process.send_signal(signum)

@@ -61,7 +61,7 @@ def install(models_dir: Path, gguf_bytes: bytes) -> None:
 
 
 def test_help_of_every_command_has_examples() -> None:
-    for command in ("demo", "models", "pull", "rm", "select", "status", "inspect", "run", "chat", "replay"):
+    for command in ("demo", "models", "ls", "pull", "rm", "select", "status", "inspect", "run", "chat", "replay"):
         result = invoke(command, "--help")
         assert result.exit_code == 0 and "Examples:" in result.stdout and "--debug" in result.stdout
         assert ("--models-dir" in result.stdout) == (command != "replay")  # a log file needs no models dir

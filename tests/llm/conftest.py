@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.llm.fake_hub import hub
 from tests.llm.gguf_factory import MALFORMED_KINDS, write_malformed, write_tiny_llama
 from tests.llm.http_server import FileServer, serve
+
+__all__ = ["corpus", "gguf_bytes", "hub", "server", "tiny_model"]
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,9 @@
 
 Faults are per path and count down per request: ``drop_after`` closes the connection after N body bytes,
 ``stall_after`` sleeps ``stall_s`` after N bytes, ``ignore_range`` answers 200 with the whole file, ``status``
-answers an error code, ``lie_length`` adds to Content-Length, ``rate`` throttles bytes per second.
+answers an error code, ``lie_length`` adds to Content-Length, ``headers`` go with the answer (``Retry-After``,
+``Location``, ``Link``), ``rate`` throttles bytes per second. The log records each request's time and
+``Authorization`` header. A path may hold a query (``api/...?recursive=true``): it is matched as it is.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Fault:
     ignore_range: bool = False
     status: int | None = None
     lie_length: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -42,6 +45,8 @@ class Served:
     range: str | None
     status: int
     sent: int = 0
+    authorization: str | None = None
+    time: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -96,11 +101,12 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
             name = self.path.lstrip("/")
             fault = server.take_fault(name) or Fault()
             data = server.files.get(name)
-            entry = Served(name, self.headers.get("Range"), 200)
+            entry = Served(name, self.headers.get("Range"), 200, authorization=self.headers.get("Authorization"))
             server.log.append(entry)
             if fault.status is not None or data is None:
                 entry.status = fault.status or 404
                 self.send_response(entry.status)
+                self._extra_headers(fault)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
@@ -120,8 +126,13 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(body) + fault.lie_length))
             if start is not None:
                 self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self._extra_headers(fault)
             self.end_headers()
             self._send(body, fault, entry)
+
+        def _extra_headers(self, fault: Fault) -> None:
+            for name, value in fault.headers.items():
+                self.send_header(name, value)
 
         def _range_start(self, data: bytes, fault: Fault) -> int | None:
             header = self.headers.get("Range")
