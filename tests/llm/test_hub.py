@@ -366,3 +366,16 @@ def test_an_unreachable_hub_or_a_garbled_listing_is_a_hub_error(
     with pytest.raises(HubError, match=rf"cannot reach {closed} \(ConnectError\); check the network") as caught:
         pull(tmp_path, REPO)
     assert caught.value.status is None
+
+
+def test_a_catalog_entry_with_the_same_url_is_used_and_learns_size_and_sha256(
+    repo: FakeHub, tmp_path: Path, gguf_bytes: bytes
+) -> None:
+    entry = {"key": "tiny", "display_name": "Tiny", "filename": Q8, "url": f"{repo.endpoint}/{REPO}/resolve/main/{Q8}"}
+
+    async def main() -> tuple[str, int | None, str | None, int]:
+        async with create_llm_store(tmp_path, [entry]) as store:
+            info = await store.add_hub_model(f"hf.co/{REPO}:Q8_0")
+            return info.key, info.size, info.sha256, len(store.models)
+
+    assert anyio.run(main) == ("tiny", len(gguf_bytes), hashlib.sha256(gguf_bytes).hexdigest(), 1)
