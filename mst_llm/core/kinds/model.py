@@ -8,6 +8,7 @@ computes); writes go through the write path (state/write.py) inside the running 
 from __future__ import annotations
 
 import inspect
+import operator
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any, Self, TypeVar, dataclass_transform
@@ -328,6 +329,19 @@ class ModelNode(ModelNodeBase):
             raise ValidationError([("", f"{cls.__name__} node is already in a tree; detach() it first")])
         cls._mst_finish_root(node, env)
         return node
+
+    @classmethod
+    def _mst_fast_reader(cls, name: str) -> tuple[Any, Any] | None:
+        """(the field's descriptor, a C-level property that reads it untracked and writes through it), for a
+        view that reads ``name`` on many nodes of this class (reactivity._FastReads); None for a field kind
+        whose reads do more than return the stored value."""
+        descriptor = cls.__dict__.get(name)
+        if not isinstance(descriptor, _Field) or type(descriptor) not in (_Field, _GuardedField):
+            return None
+        alias = f"_mst_slot_{name}"  # the attrs slot under a second name, for attrgetter (C all the way)
+        slot = descriptor.get.__self__  # type: ignore[attr-defined]  # get is the slot's bound __get__
+        setattr(cls, alias, slot)
+        return descriptor, property(operator.attrgetter(alias), descriptor.__set__)
 
     @classmethod
     def _mst_finish_root(cls, node: Any, env: Any) -> None:

@@ -74,6 +74,7 @@ class ModelNodeBase(NodeSlots):
     __slots__ = (*NODE_SLOTS, "_views", "__weakref__")
 
     _views: dict[str, Any] | None
+    _mst_class_reads: Any = None  # views that read a field of many nodes of this class (see reactivity)
 
 
 def is_node(value: Any) -> bool:

@@ -98,7 +98,8 @@ def write(
 def changed(tx: Transaction, holder: Any, key: Any, op: str, new: Any, old_snapshot: Any, typ: Type) -> None:
     """Bookkeeping after ``holder[key]`` changed: snapshots, views, patch."""
     where = touch(tx, holder, key, [key])
-    if holder._obs is not None or holder._mst_kind != "model":  # (skips the call for an unobserved field)
+    # (skips the call for an unobserved field)
+    if holder._obs is not None or holder._mst_kind != "model" or type(holder)._mst_class_reads is not None:
         reactivity.notify_write(holder, key)
     if where is not None:
         value = None if op == "remove" else typ.snapshot(new)
