@@ -121,28 +121,35 @@ def entry_seq(entry_id: bytes | str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One stream entry as read: its seq, origin tag and the parsed session-log entry (None if garbage)."""
+    """One stream entry as read: its seq, origin tag and raw session-log entry (JSON, parsed by ``parse`` only
+    when it is applied: a replica's own entries come back to it and are not parsed)."""
 
     seq: int
     origin: str
-    body: dict[str, Any] | None
-    problem: str | None = None
+    raw: bytes | None
 
 
 def decode(entry_id: bytes | str, fields: dict[Any, Any]) -> Entry:
-    """Parse one stream entry; a garbage one comes back with ``body=None`` and the reason."""
-    seq = entry_seq(entry_id)
+    """Split one stream entry into its seq, origin tag and raw body."""
     raw_origin = fields.get(b"o", b"")
     origin = raw_origin.decode(errors="replace") if isinstance(raw_origin, bytes) else str(raw_origin)
+    raw = fields.get(b"e")
+    return Entry(entry_seq(entry_id), origin, raw if isinstance(raw, bytes) else None)
+
+
+def parse(entry: Entry) -> dict[str, Any] | str:
+    """The session-log entry of ``entry``, or why it is garbage (a string)."""
+    if entry.raw is None:
+        return "it has no field 'e'"
     try:
-        body = orjson.loads(fields[b"e"])
-        if not isinstance(body, dict) or not isinstance(body.get("patches"), list):
-            return Entry(seq, origin, None, "it is not a session-log entry (no list of patches)")
-        if body.get("seq") != seq:
-            return Entry(seq, origin, None, f"it is numbered {body.get('seq')!r}, not {seq}")
-    except (KeyError, orjson.JSONDecodeError) as error:
-        return Entry(seq, origin, None, f"it is not JSON in field 'e' ({type(error).__name__})")
-    return Entry(seq, origin, body)
+        body = orjson.loads(entry.raw)
+    except orjson.JSONDecodeError:
+        return "it is not JSON in field 'e'"
+    if not isinstance(body, dict) or not isinstance(body.get("patches"), list):
+        return "it is not a session-log entry (no list of patches)"
+    if body.get("seq") != entry.seq:
+        return f"it is numbered {body.get('seq')!r}, not {entry.seq}"
+    return body
 
 
 # Append a batch on top of seq ARGV[1]: the first XADD with an explicit id is refused by Redis itself when the

@@ -1,8 +1,10 @@
 """A replica in its own OS process, for the multi-process tests and benchmarks/sync.py.
 
-``sync_worker.py URL STREAM --mode increment|record|tick|follow --count N --until TOTAL [--start-at EPOCH]``:
+``sync_worker.py URL STREAM --mode increment|record|tick|follow --count N --until TOTAL [--start-at EPOCH]
+[--delay S | --rate N]``:
 joins the stream, waits until ``--start-at``, runs its actions, then follows until the tally's count reaches
-``--until`` (bounded by ``--timeout``) and prints one JSON line: snapshot, seq, conflicts, statuses, lags.
+``--until`` (bounded by ``--timeout``) and prints one JSON line: snapshot, seq, conflicts, statuses, lags, the
+seconds its actions took and the CPU seconds it spent after joining.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import json
 import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sync_models import Tally
 
-from mst_llm import get_snapshot, on_patch, on_snapshot
+from mst_llm import get_snapshot, on_patch, on_snapshot, when
 from mst_llm.sync import replicate
 
 
@@ -36,6 +39,7 @@ async def main(options: argparse.Namespace) -> dict[str, Any]:
         if options.mode == "follow":
             on_patch(tally, lambda patch, _inverse: _lag(patch, lags))
         print("joined", flush=True)
+        cpu = time.process_time()
         await asyncio.sleep(max(0.0, options.start_at - time.time()))
         started = time.perf_counter()
         for index in range(options.count):
@@ -45,14 +49,16 @@ async def main(options: argparse.Namespace) -> dict[str, Any]:
                 tally.record(f"{options.prefix}-{index}")
             elif options.mode == "tick":
                 tally.tick(time.time())
-            await asyncio.sleep(options.delay)
+            # --rate: the (index + 1)th action is due at started + (index + 1) / rate; else --delay after each
+            due = started + (index + 1) / options.rate - time.perf_counter() if options.rate else options.delay
+            await asyncio.sleep(max(0.0, due))
         if options.mode != "follow":
             await replica.sync(timeout=options.timeout)
         produced = time.perf_counter() - started
-        deadline = time.monotonic() + options.timeout
-        while tally.count < options.until and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        with suppress(TimeoutError):  # then the sync below names what is missing
+            await when(lambda: tally.count >= options.until, timeout=options.timeout)
         await replica.sync(timeout=options.timeout)
+        cpu = time.process_time() - cpu
         return {
             "snapshot": get_snapshot(tally),
             "seq": replica.seq,
@@ -60,6 +66,7 @@ async def main(options: argparse.Namespace) -> dict[str, Any]:
             "statuses": statuses,
             "lags": lags,
             "seconds": produced,
+            "cpu_seconds": cpu,  # CPU time (user + system) from joining to the end: steadier than wall time
         }
 
 
@@ -77,6 +84,7 @@ if __name__ == "__main__":
     parser.add_argument("--until", type=int, default=0)
     parser.add_argument("--prefix", default="w")
     parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--rate", type=float, default=0.0, help="actions per second (instead of --delay)")
     parser.add_argument("--start-at", type=float, default=0.0)
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--checkpoint-every", type=int, default=1000)

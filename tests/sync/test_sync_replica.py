@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from mst_llm import SessionLog, SessionLogError, apply_patch, get_snapshot, on_snapshot
+from mst_llm import Commit, SessionLog, SessionLogError, apply_patch, get_snapshot, on_commit, on_snapshot
 from mst_llm.sync import BadEntryError, Conflict, ConflictError, Replica, SyncError, replicate
 
 from .broker import Broker
@@ -123,6 +123,33 @@ def test_a_garbage_entry_is_reported_and_skipped(broker: Broker, stream: str) ->
     assert all(isinstance(c.error, BadEntryError) for c in conflicts)
     assert [c.seq for c in conflicts] == [2, 3]
     assert snapshot["count"] == 2 and seq == 4
+
+
+def test_entries_that_arrive_together_apply_except_the_one_that_does_not(broker: Broker, stream: str) -> None:
+    def entry(seq: int, patch: dict[str, Any]) -> dict[str, bytes]:
+        body = {"seq": seq, "ts": 0, "action": None, "patches": [patch], "inverse_patches": []}
+        return {"e": orjson.dumps(body), "o": b"elsewhere/1"}
+
+    async def run() -> tuple[list[Conflict], Any, int, int]:
+        tally = Tally.create()
+        conflicts: list[Conflict] = []
+        commits: list[Commit] = []
+        async with replicate(tally, broker.url, stream) as replica:
+            replica.on_conflict(conflicts.append)
+            on_commit(tally, commits.append)
+            with broker.client() as client, client.pipeline(transaction=True) as together:  # one XREAD reads all
+                together.xadd(stream, entry(1, {"op": "replace", "path": "/count", "value": 5}), id="1-0")
+                together.xadd(stream, entry(2, {"op": "replace", "path": "/nope", "value": 1}), id="2-0")
+                together.xadd(stream, entry(3, {"op": "add", "path": "/seen/a", "value": 1}), id="3-0")
+                together.execute()
+            await replica.sync()
+            return conflicts, get_snapshot(tally), replica.seq, len(commits)
+
+    conflicts, snapshot, seq, commits = asyncio.run(run())
+    assert [(c.kind, c.seq) for c in conflicts] == [("bad_entry", 2)]
+    assert "its patches do not apply" in str(conflicts[0].error)
+    assert snapshot == {"count": 5, "seen": {"a": 1}, "stamp": 0.0} and seq == 3
+    assert commits == 2  # the run failed whole (nothing of it stayed), then 1 and 3 applied one by one
 
 
 def test_checkpoints_trim_and_a_late_joiner_starts_from_one(broker: Broker, stream: str) -> None:
