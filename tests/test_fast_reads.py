@@ -174,6 +174,42 @@ def test_an_autorun_over_a_grouped_view_sees_each_distinct_value_once() -> None:
     assert seen == expected
 
 
+HOOK: list[Callable[[], None]] = []
+
+
+@model
+class HookedBoard:
+    todos: list[Todo]
+
+    @view
+    def done_count(self) -> int:
+        for hook in HOOK:
+            hook()
+        return sum(1 for todo in self.todos if todo.done)
+
+
+def test_a_reaction_started_while_a_field_is_fast_depends_on_it() -> None:
+    """A reaction that runs while the field is read fast (here: started by the view itself; in an app: on another
+    thread) could not see its reads of that field: it depends on the field as a whole and reruns when it changes."""
+    board = HookedBoard.create({"todos": [{"id": str(i), "done": False} for i in range(N)]})
+    assert board.done_count == 0  # grouped from now on
+    board.todos[0].toggle()
+    other = _board(4)
+    seen: list[bool] = []
+    disposers = []
+    HOOK.append(lambda: disposers.append(autorun(lambda: seen.append(other.todos[1].done))))
+    try:
+        assert board.done_count == 1
+    finally:
+        HOOK.clear()
+    try:
+        other.todos[1].toggle()
+        assert seen == [False, True]
+    finally:
+        for dispose in disposers:
+            dispose()
+
+
 def test_threads_computing_views_over_one_class_are_never_stale() -> None:
     """One thread recomputes a grouped view (swapping the reader in and out) while others toggle todos of
     their own trees and read a small view over them: no thread ever sees a stale count."""

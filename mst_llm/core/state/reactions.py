@@ -54,7 +54,18 @@ class Disposer:
 class Reaction:
     """One tracked function and what to do with its result; scheduled when something it read changes."""
 
-    __slots__ = ("changed", "computeds", "deps", "disposed", "name", "on_error", "run_tracked", "scheduled", "seen")
+    __slots__ = (
+        "__weakref__",  # (a field read by views over many nodes keeps its observers weakly: reactivity._ClassReads)
+        "changed",
+        "computeds",
+        "deps",
+        "disposed",
+        "name",
+        "on_error",
+        "run_tracked",
+        "scheduled",
+        "seen",
+    )
 
     def __init__(
         self, name: str, run_tracked: Callable[[], None], on_error: Callable[[BaseException], None] | None
