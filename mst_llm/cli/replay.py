@@ -29,6 +29,7 @@ from mst_llm.devtools.text import call_text, value_text
         "mst-llm replay session.jsonl --diff 3 9      the patches that turn state 3 into state 9",
         "mst-llm replay session.jsonl --path /llama/state",
         "mst-llm replay session.jsonl --follow        watch a running app's log",
+        "mst-llm replay redis://127.0.0.1:6379/0#app --follow   watch a replicated stream (mst_llm.sync)",
         "mst-llm replay session.jsonl --diff 3 9 --json   the same as JSON, for scripts (every view has --json)",
     )
 )
@@ -37,7 +38,7 @@ from mst_llm.devtools.text import call_text, value_text
 @click.option("--tree", is_flag=True, help="With --at: show the state as a tree instead of JSON.")
 @click.option("--diff", nargs=2, type=int, metavar="A B", help="Print the patches turning state A into B.")
 @click.option("--path", "json_path", metavar="POINTER", help="List the entries that changed a JSON pointer.")
-@click.option("--follow", is_flag=True, help="Print entries as they are appended to a live log.")
+@click.option("--follow", is_flag=True, help="Print entries as they are appended to a live log or stream.")
 @click.option("--idle-exit", type=float, metavar="SECONDS", help="With --follow: stop after this long idle.")
 @click.option(
     "as_json",
@@ -62,10 +63,8 @@ def replay(
     stream = urlsplit(log_path).scheme in ("redis", "rediss")
     if not stream:
         click.Path(exists=True, dir_okay=False).convert(log_path, None, click.get_current_context())
-    elif follow:
-        raise click.UsageError("--follow reads a growing file; a stream is followed by a replica (mst_llm.sync)")
     log = SessionLog.open(log_path)
-    source = _without_credentials(log_path) if stream else str(log.path)
+    source = _stream_source(log_path) if stream else str(log.path)
     console = Console(soft_wrap=True)
     if log.truncated:
         note = f"note: ignored a torn last line ({log.truncated_bytes} bytes)"
@@ -88,11 +87,11 @@ def replay(
         _echo_json(_summary(log, source)) if as_json else _print_summary(console, log, source)
 
 
-def _without_credentials(url: str) -> str:
-    """What we print of a broker URL: never its user name or password."""
-    parts = urlsplit(url)
-    host = f"{parts.hostname}:{parts.port}" if parts.port is not None else str(parts.hostname)
-    return parts._replace(netloc=host if parts.username is None and parts.password is None else f"***@{host}").geturl()
+def _stream_source(url: str) -> str:
+    """What we print of a stream's URL: never its user name or password."""
+    from mst_llm.sync import redact  # only for a redis:// URL, which SessionLog.open has read with mst_llm.sync
+
+    return redact(url)
 
 
 def _echo_json(value: Any) -> None:

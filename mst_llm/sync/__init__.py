@@ -10,7 +10,7 @@ require_extra("redis", "mst_llm.sync", ("redis",))
 
 # ruff: noqa: E402  (the extra is checked before anything imports its packages)
 
-from mst_llm.sync.log import open_stream_log
+from mst_llm.sync.log import StreamLog, open_stream_log
 from mst_llm.sync.replica import Conflict, Replica, ReplicaStatus, replicate
 from mst_llm.sync.stream import BadEntryError, ConflictError, SyncError, redact
 
@@ -20,6 +20,7 @@ __all__ = [
     "ConflictError",
     "Replica",
     "ReplicaStatus",
+    "StreamLog",
     "SyncError",
     "open_stream_log",
     "redact",

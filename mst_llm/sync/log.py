@@ -1,8 +1,9 @@
 """``SessionLog.open("redis://host:port/db#stream")``: a replicated stream read like a session-log file.
 
 The core finds this reader through the ``mst_llm.log_sources`` entry points (it imports no redis). The stream's
-header and entries are copied into a private temporary file that the returned ``SessionLog`` reads and that
-goes away with it.
+header and entries are copied into a private temporary file that the returned ``StreamLog`` reads and that goes
+away with it; ``refresh()`` copies the entries appended since, as it indexes the lines appended to a growing file,
+so ``mst-llm replay redis://...#stream --follow`` follows a live stream like ``tail -f``.
 """
 
 from __future__ import annotations
@@ -10,50 +11,81 @@ from __future__ import annotations
 import os
 import tempfile
 import weakref
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any, BinaryIO
 
 from redis import Redis
 from redis import exceptions as redis_errors
 
 from mst_llm import SessionLog, SessionLogError
-from mst_llm.sync.stream import Keys, decode, redact, split_stream_url
+from mst_llm.sync.stream import Keys, entry_seq, redact, split_stream_url
 
 READ_BATCH = 5000
 HINT = " (the replicas keep a checkpoint instead; replicate with retain=None to keep every entry)"
 
 
-def open_stream_log(url: str) -> SessionLog:
-    """Read the whole stream named by ``url`` (``redis[s]://[user:password@]host:port/db#stream``)."""
-    broker, stream = split_stream_url(url)
-    secret = Redis.from_url(broker).connection_pool.connection_kwargs.get("password")
-    keys = Keys(stream)
-    fd, path = tempfile.mkstemp(prefix="mst_llm-stream-", suffix=".jsonl")
-    try:
-        with Redis.from_url(broker) as client, os.fdopen(fd, "wb") as file:
-            header = client.get(keys.header)
+class StreamLog(SessionLog):
+    """The session log of a replicated stream (``redis[s]://[user:password@]host:port/db#stream``)."""
+
+    def __init__(self, url: str) -> None:
+        broker, stream = split_stream_url(url)
+        self.url = f"{redact(broker)}#{stream}"  # the only form of the URL it keeps printable
+        self._stream = stream
+        self._client = Redis.from_url(broker)
+        self._secret = self._client.connection_pool.connection_kwargs.get("password")
+        self._copied = 0  # the last seq copied into the file
+        fd, path = tempfile.mkstemp(prefix="mst_llm-stream-", suffix=".jsonl")
+        self._file: BinaryIO = os.fdopen(fd, "wb")
+        self._finalizer = weakref.finalize(self, _discard, self._client, self._file, path)
+        try:
+            header = self._call(self._client.get, Keys(stream).header)
             if header is None:
                 raise SessionLogError(f"{redact(broker)}: there is no replicated stream {stream!r} (no header)")
-            file.write(header + b"\n")
-            seq = 0
-            while True:
-                rows = client.xrange(stream, f"{seq + 1}-0", "+", count=READ_BATCH)
-                for entry_id, fields in rows:
-                    entry = decode(entry_id, fields)
-                    if entry.seq != seq + 1:
-                        trimmed = f"entries {seq + 1}..{entry.seq - 1} were trimmed"
-                        raise SessionLogError(f"{redact(broker)}#{stream}: {trimmed}{HINT}")
-                    file.write(fields[b"e"].rstrip(b"\n") + b"\n")
-                    seq = entry.seq
-                if len(rows) < READ_BATCH:
-                    break
-            if seq < int(client.hget(keys.checkpoint, "seq") or 0):
-                raise SessionLogError(f"{redact(broker)}#{stream}: entries up to {seq + 1} were trimmed{HINT}")
-    except redis_errors.RedisError as error:
+            self._file.write(header + b"\n")
+            super().__init__(path)  # reads the header, then refresh() copies and indexes the entries
+            checkpoint = int(self._call(self._client.hget, Keys(stream).checkpoint, "seq") or 0)
+            if self._copied < checkpoint:
+                raise SessionLogError(f"{self.url}: entries up to {self._copied + 1} were trimmed{HINT}")
+        except BaseException:
+            self.close()
+            raise
+
+    def refresh(self) -> int:
+        """Copy the entries appended to the stream since the last call, then index them; returns how many."""
+        while True:
+            rows = self._call(self._client.xrange, self._stream, f"{self._copied + 1}-0", "+", count=READ_BATCH)
+            for entry_id, fields in rows:
+                seq = entry_seq(entry_id)
+                if seq != self._copied + 1:
+                    trimmed = f"entries {self._copied + 1}..{seq - 1} were trimmed"
+                    raise SessionLogError(f"{self.url}: {trimmed}{HINT}")
+                self._file.write(fields.get(b"e", b"").rstrip(b"\n") + b"\n")
+                self._copied = seq
+            if len(rows) < READ_BATCH:
+                break
+        self._file.flush()
+        return super().refresh()
+
+    def close(self) -> None:
+        """Close the connection and delete the copy (also done when the log is garbage-collected)."""
+        self._finalizer()
+
+    def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except redis_errors.RedisError as error:
+            text = str(error).replace(self._secret, "***") if self._secret else str(error)
+            raise SessionLogError(f"cannot read {self.url}: {type(error).__name__}: {text}") from None
+
+
+def _discard(client: Redis, file: BinaryIO, path: str) -> None:
+    client.close()
+    file.close()
+    with suppress(FileNotFoundError):
         os.unlink(path)
-        text = str(error).replace(secret, "***") if secret else str(error)
-        raise SessionLogError(f"cannot read {redact(broker)}#{stream}: {type(error).__name__}: {text}") from None
-    except BaseException:
-        os.unlink(path)
-        raise
-    log = SessionLog(path)
-    weakref.finalize(log, os.unlink, path)
-    return log
+
+
+def open_stream_log(url: str) -> SessionLog:
+    """Read the whole stream named by ``url`` (``redis[s]://[user:password@]host:port/db#stream``)."""
+    return StreamLog(url)

@@ -1,4 +1,5 @@
-"""``mst-llm replay redis://...#stream`` and ``SessionLog.open`` read a replicated stream like a log file."""
+"""``mst-llm replay redis://...#stream`` and ``SessionLog.open`` read a replicated stream like a log file, and
+``--follow`` (``refresh()``) follows a live one like ``tail -f``."""
 
 from __future__ import annotations
 
@@ -17,13 +18,15 @@ from .sync_models import Tally
 MST_LLM = Path(sys.executable).with_name("mst-llm")
 
 
-def record(broker: Broker, stream: str) -> object:
+def record(broker: Broker, stream: str, *tokens: str) -> object:
+    """Join the stream, increment once, record each token (default "a", "b"), leave; the final state."""
+
     async def run() -> object:
         tally = Tally.create()
         async with replicate(tally, broker.url, stream) as replica:
             tally.increment()
-            tally.record("a")
-            tally.record("b")
+            for token in tokens or ("a", "b"):
+                tally.record(token)
             await replica.sync()
         return get_snapshot(tally)
 
@@ -58,3 +61,27 @@ def test_replay_command_names_a_missing_stream_without_credentials(broker: Broke
     assert result.returncode != 0
     assert "no-such-stream" in result.stderr + result.stdout
     assert "hunter22" not in result.stderr + result.stdout
+
+
+def test_a_stream_log_refreshes_with_new_entries(broker: Broker, stream: str) -> None:
+    record(broker, stream)
+    log = SessionLog.open(f"{broker.url}#{stream}")
+    assert len(log) == 3 and log.refresh() == 0
+    final = record(broker, stream, "c")  # a second replica joins at seq 3 and appends 2 entries
+    assert log.refresh() == 2
+    assert len(log) == 5 and [entry.name for entry in log.entries[3:]] == ["increment", "record"]
+    assert log.snapshot_at(5) == final
+
+
+def test_replay_follows_a_live_stream(broker: Broker, stream: str) -> None:
+    record(broker, stream)
+    url = f"{broker.url}#{stream}"
+    command = [MST_LLM, "replay", url, "--follow", "--json", "--idle-exit", "3"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as follower:
+        assert follower.stdout is not None
+        printed = [json.loads(follower.stdout.readline()) for _ in range(3)]  # what the stream held
+        record(broker, stream, "c", "d")  # appended while it follows
+        printed += [json.loads(line) for line in follower.stdout]
+        assert follower.wait(timeout=60) == 0, follower.stderr.read() if follower.stderr else ""
+    assert [entry["seq"] for entry in printed] == [1, 2, 3, 4, 5, 6]
+    assert [entry["action"]["args"] for entry in printed[3:]] == [[], ["c"], ["d"]]
