@@ -8,6 +8,7 @@ Prints JSON: microseconds per operation for each field kind, and the ratio to th
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import timeit
@@ -60,6 +61,48 @@ class EnumBox:
         self.value = value
 
 
+@dataclasses.dataclass(frozen=True)
+class Point:
+    x: int
+    y: int
+
+
+@model
+class PointBox:
+    value: Point = Point(0, 0)
+
+    @action
+    def put(self, value: Any) -> None:
+        self.value = value
+
+
+@model
+class TimedeltaBox:
+    value: dt.timedelta = dt.timedelta(0)
+
+    @action
+    def put(self, value: Any) -> None:
+        self.value = value
+
+
+@model
+class SetBox:
+    value: set[str] = set()
+
+    @action
+    def put(self, value: Any) -> None:
+        self.value = value
+
+
+@model
+class UnionBox:
+    value: dt.datetime | int = 0
+
+    @action
+    def put(self, value: Any) -> None:
+        self.value = value
+
+
 MOMENTS = [dt.datetime(2025, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=i) for i in range(2)]
 # (box class, the two values written in turn, the JSON form used for create)
 CASES: dict[str, tuple[type, list[Any], Any]] = {
@@ -67,6 +110,10 @@ CASES: dict[str, tuple[type, list[Any], Any]] = {
     "datetime": (DatetimeBox, MOMENTS, MOMENTS[0].isoformat()),
     "Decimal": (DecimalBox, [Decimal("1.50"), Decimal("2.50")], "1.50"),
     "StrEnum": (EnumBox, [Status.OPEN, Status.DONE], "open"),
+    "timedelta": (TimedeltaBox, [dt.timedelta(seconds=1), dt.timedelta(seconds=2)], 1.0),
+    "frozen dataclass": (PointBox, [Point(1, 2), Point(3, 4)], {"x": 1, "y": 2}),
+    "set[str]": (SetBox, [{"a", "b"}, {"c"}], ["a", "b"]),
+    "datetime | int": (UnionBox, MOMENTS, MOMENTS[0].isoformat()),
 }
 
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import json
+import operator
+import typing
 import uuid
 from decimal import Decimal
 from pathlib import Path, PurePosixPath
@@ -324,6 +327,7 @@ def test_frozen_model_validates_against_snapshot_type() -> None:
 
 
 def test_attrs_fields_expose_real_types() -> None:
+    assert attrs.has(Values)
     fields = {field.name: field.type for field in attrs.fields(Values)}
     assert fields["when"] == dt.datetime | None
     assert fields["prices"] == dict[str, Decimal]
@@ -496,14 +500,14 @@ def test_scalar_unions_and_literals_work_as_fields() -> None:
         (Rgb | int, "the JSON form of Rgb is not known"),
     ],
 )
-def test_a_union_whose_json_forms_overlap_is_refused_at_model(annotation: Any, words: str) -> None:
+def test_a_union_whose_json_forms_overlap_is_refused_by_name(annotation: Any, words: str) -> None:
     with pytest.raises(TypeError, match=words):
 
         @model
         class Ambiguous:
             value: annotation = None  # type: ignore[valid-type]
 
-        Ambiguous.create()  # (a string annotation, as here, is read on first use)
+        Ambiguous.create()  # (a model's types are built on its first use)
 
 
 def test_equal_values_in_lists_and_dicts_write_nothing_but_other_forms_do() -> None:
@@ -663,3 +667,49 @@ def test_actions_with_node_arguments_replay_to_the_same_state(steps: list[tuple[
                 getattr(live, name)(card)
     apply_action(copy, _wire(recorder.actions))
     assert get_snapshot(copy) == get_snapshot(live)
+
+
+def _value_annotation(name: str) -> Any:
+    """The value type of a ``Values`` field (its annotation without ``| None``)."""
+    (field,) = (field for field in attrs.fields(Values) if field.name == name)
+    return functools.reduce(operator.or_, [arg for arg in typing.get_args(field.type) if arg is not type(None)])
+
+
+@pytest.mark.parametrize("name", sorted(VALUES))
+@settings(max_examples=15, deadline=None)
+@given(data=st.data())
+def test_every_value_type_round_trips_inside_lists_and_dicts(name: str, data: st.DataObject) -> None:
+    annotation = _value_annotation(name)
+
+    @model
+    class Many:
+        items: list[annotation] = []  # type: ignore[valid-type]
+        by_key: dict[str, annotation] = {}  # type: ignore[valid-type]
+
+    items = data.draw(st.lists(VALUES[name], max_size=3))
+    node = Many.create({"items": items, "by_key": {str(i): item for i, item in enumerate(items)}})
+    again = Many.create(_wire(get_snapshot(node)))
+    assert list(again.items) == list(node.items) == items
+    assert dict(again.by_key) == {str(i): item for i, item in enumerate(items)}
+    assert get_snapshot(again) == get_snapshot(node)
+    if items:  # apply_patch takes the value itself as well as its JSON form
+        unprotect(again)
+        apply_patch(again, {"op": "add", "path": "/items/-", "value": items[0]})
+        assert again.items[-1] == items[0] and get_snapshot(again)["items"][-1] == get_snapshot(node)["items"][0]
+
+
+def test_session_logs_carry_values_and_replay_them(tmp_path: Path) -> None:
+    live = Values.create()
+    when = dt.datetime(2025, 3, 1, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    with record_session(live, tmp_path / "values.jsonl"):
+        live.set_when(when, money=Decimal("19.90"), days=[dt.date(2025, 1, 2)])
+    (entry,) = SessionLog.open(tmp_path / "values.jsonl")
+    assert entry.action == {
+        "name": "set_when",
+        "path": "",
+        "args": ["2025-03-01T09:30:00+01:00"],
+        "kwargs": {"money": "19.90", "days": ["2025-01-02"]},
+    }
+    copy = Values.create()
+    apply_action(copy, entry.action)
+    assert get_snapshot(copy) == get_snapshot(live) and copy.money == Decimal("19.90")

@@ -266,7 +266,7 @@ def _union_members(annotation: Any) -> list[Any] | None:
 def _structure_union(cls: Any) -> Callable[[Any, Any], Any]:
     """A union of values: the member whose class the value is an instance of, else the one whose JSON form has
     the value's kind, else the first that takes it. Members whose JSON forms share a kind are refused here
-    (TypeError, when ``@model`` reads the annotation): a snapshot could not tell which one it holds."""
+    (TypeError, when the model's types are built): a snapshot could not tell which one it holds."""
     members = _union_members(cls) or []
     nullable = type(None) in typing.get_args(cls)
     by_kind: dict[str, Any] = {}

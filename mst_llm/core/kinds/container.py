@@ -3,7 +3,9 @@ cache they patch in place when nobody else holds it, and adoption of children bu
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from mst_llm.core.base.frozen import FrozenList
@@ -74,11 +76,17 @@ def same(new: Any, old: Any) -> bool:
     return new is old or (not is_node(new) and new is not MISSING and new == old and type(new) is type(old))
 
 
-def same_form(typ: Type, new: Any, old: Any) -> bool:
-    """``same``, and for values whose JSON form can differ while they compare equal (Decimal 1.5 == 1.50, a
-    datetime equals itself in another timezone) the same JSON form too: storing ``new`` over ``old`` changes
-    nothing."""
-    return same(new, old) and (typ.is_plain or new is old or typ.snapshot(new) == typ.snapshot(old))
+def sameness(typ: Type) -> Callable[[Any, Any], bool]:
+    """How to tell that storing a new item of ``typ`` over an old one changes nothing: ``same``, and for values
+    whose JSON form can differ while they compare equal (Decimal 1.5 == 1.50, a datetime equals itself in another
+    timezone) the same JSON form too."""
+    if typ.is_plain or typ.is_node:
+        return same
+    return functools.partial(_same_form, typ)
+
+
+def _same_form(typ: Type, new: Any, old: Any) -> bool:
+    return same(new, old) and (new is old or typ.snapshot(new) == typ.snapshot(old))
 
 
 def snapshot_of_container(stored: Any) -> Any:

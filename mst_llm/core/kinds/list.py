@@ -14,7 +14,7 @@ from mst_llm.core.kinds.container import (
     ContainerNode,
     _getrefcount,
     adopt,
-    same_form,
+    sameness,
     snapshot_of_container,
 )
 from mst_llm.core.kinds.reference import is_resolvable, register_container_refs, resolve_reference
@@ -184,14 +184,15 @@ class ListNode(ContainerNode, list[Any]):  # type: ignore[misc]  # hashed by ide
         current = list(list.__iter__(self))
         new_items, deep = _match_items(item, current, values)
         size, count = len(current), len(new_items)
+        unchanged = sameness(item)
         prefix = 0
-        while prefix < size and prefix < count and same_form(item, new_items[prefix], current[prefix]):
+        while prefix < size and prefix < count and unchanged(new_items[prefix], current[prefix]):
             prefix += 1
         suffix = 0
         while (
             suffix < size - prefix
             and suffix < count - prefix
-            and same_form(item, new_items[count - 1 - suffix], current[size - 1 - suffix])
+            and unchanged(new_items[count - 1 - suffix], current[size - 1 - suffix])
         ):
             suffix += 1
         middle = [value if value is not MISSING else None for value in new_items[prefix : count - suffix]]
@@ -208,14 +209,12 @@ class ListNode(ContainerNode, list[Any]):  # type: ignore[misc]  # hashed by ide
     # --- the splice everything maps to ----------------------------------------------------------------
 
     def _mst_splice(self, index: int, remove_count: int, values: list[Any]) -> None:
+        item = self._type.item
         if remove_count == len(values) and (
             not values
-            or all(
-                map(
-                    functools.partial(same_form, self._type.item),
-                    values,
-                    _list_getitem(self, slice(index, index + remove_count)),
-                )
+            or (
+                not item.is_node
+                and all(map(sameness(item), values, _list_getitem(self, slice(index, index + remove_count))))
             )
         ):
             return  # nothing changes: no transaction, no patch
@@ -223,7 +222,6 @@ class ListNode(ContainerNode, list[Any]):  # type: ignore[misc]  # hashed by ide
         if tx is None:
             run_bare(self, ListNode._mst_splice, index, remove_count, values)
             return
-        item = self._type.item
         errors: list[tuple[str, str]] = []
         for offset, value in enumerate(values):
             item.validate(value, f"/{index + offset}", errors)

@@ -75,10 +75,11 @@ def pin_nodes(call: ActionCall) -> None:
     """Before an outermost call runs, note where the nodes among its arguments are, so that its JSON form names
     them as they were when it started (an action that removes the node it was given still replays): a node in the
     call's tree by its path, any other node by its snapshot."""
-    if not call.kwargs and all(type(arg) in _PLAIN_ARGUMENTS for arg in call.args):
+    args = call.args
+    if not call.kwargs and (not args or all(type(arg) in _PLAIN_ARGUMENTS for arg in args)):
         return
     forms: dict[int, tuple[list[Any] | None, Any]] = {}
-    for node in _nodes_in((*call.args, *call.kwargs.values())):
+    for node in _nodes_in((*args, *call.kwargs.values())):
         forms[id(node)] = (path_parts_of(node), None) if root_of(node) is call.tree else (None, snapshot_of(node))
     if forms:
         call.pinned = (path_parts_of(call.context), forms)
