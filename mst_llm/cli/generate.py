@@ -63,6 +63,7 @@ class _Settings:
     stop: tuple[str, ...]
     isolation: Isolation
     ctx_size: int | None
+    check_tensors: bool
     show_prompt: bool
 
     def sampling(self, stops: tuple[str, ...]) -> dict[str, Any]:
@@ -77,7 +78,12 @@ class _Settings:
 
     def model_config(self) -> dict[str, Any]:
         """Keyword arguments for ``LLMStore.load_model``."""
-        return {"isolation": self.isolation} | ({"n_ctx": self.ctx_size} if self.ctx_size else {})
+        config: dict[str, Any] = {"isolation": self.isolation}
+        if self.ctx_size:
+            config["n_ctx"] = self.ctx_size
+        if self.check_tensors:
+            config["check_tensors"] = True
+        return config
 
 
 def _generation_options(function: _F) -> _F:
@@ -105,6 +111,11 @@ def _generation_options(function: _F) -> _F:
             "--ctx-size",
             type=click.IntRange(min=16),
             help=f"Context window in tokens (default: {default_config()['n_ctx']}).",
+        ),
+        click.option(
+            "--check-tensors",
+            is_flag=True,
+            help="llama.cpp checks every weight while loading: NaN or inf ones fail the load (reads the whole file).",
         ),
         click.option("--show-prompt", is_flag=True, help="Print each exact prompt (as a JSON string) on stderr."),
     ]

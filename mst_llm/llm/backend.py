@@ -23,6 +23,7 @@ def default_config() -> dict[str, Any]:
         "n_gpu_layers": None,  # None: every layer when the build can offload, else 0
         "use_mmap": True,
         "validate": True,  # check the file with gguf_check before llama.cpp sees it
+        "check_tensors": False,  # llama.cpp validates every tensor's data (NaN, inf) while loading
         "progress_updates_per_second": 10.0,  # rate of tree updates while generating
     }
 

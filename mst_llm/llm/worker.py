@@ -44,6 +44,9 @@ from mst_llm.llm.backend import Chunk, Finished, GenerateRequest, LoadCancelled,
 
 _LOG: deque[str] = deque(maxlen=12)  # llama.cpp's recent warnings and errors, for error messages
 _log_callback: Any = None
+# ggml_log_level: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5 (llama-cpp-python's _logger.py still lists the
+# numbering ggml had before it added DEBUG, under which 2 and 3 were WARN and ERROR)
+_LOG_WARN, _LOG_ERROR, _LOG_CONT = 3, 4, 5
 # The worker imports only worker.py and what it needs: empty stand-ins for the `mst_llm` and `mst_llm.llm` packages
 # skip their __init__ (the state tree, gguf, pyee), which would add 0.3 s to every worker start.
 _WORKER_COMMAND = """
@@ -67,13 +70,19 @@ def _install_log_sink(llama_cpp: Any, echo: bool) -> None:
     if _log_callback is not None:
         return
 
+    kept = [False]  # whether the last message was kept (continuations follow it)
+
     def sink(level: int, text: bytes, _data: Any) -> None:
         line = text.decode("utf-8", errors="replace")
-        if level == 5 and _LOG:  # a continuation of the previous line
+        if level == _LOG_CONT:
+            if not (kept[0] and _LOG):
+                return
             _LOG[-1] += line
-        elif level in (2, 3):  # warnings and errors
+        elif level in (_LOG_WARN, _LOG_ERROR):
+            kept[0] = True
             _LOG.append(line)
         else:
+            kept[0] = False
             return
         if echo:
             sys.stderr.write(line)
@@ -181,9 +190,10 @@ class LlamaRunner:
         callback = ll.llama_progress_callback(on_progress)
         original = ll.llama_cpp.llama_model_default_params
 
-        def params_with_progress() -> Any:
+        def params_with_progress() -> Any:  # also the settings Llama() has no argument for (0.3.x)
             params = original()
             params.progress_callback = callback
+            params.check_tensors = bool(config["check_tensors"])
             return params
 
         _LOG.clear()

@@ -17,11 +17,11 @@ FAST = ("--isolation", "thread", "--seed", "7")
 STATS = re.compile(r"^(\d+) tokens, [\d.]+ tokens/s, finish: (\w+) \(prompt: \d+ tokens\)$", re.M)
 
 
-def place_model(tmp_path: Path, *, chat_template: str | None = None) -> tuple[str, ...]:
+def place_model(tmp_path: Path, *, chat_template: str | None = None, fill: float | None = None) -> tuple[str, ...]:
     """A models dir holding the tiny model and a user catalog naming it ``tiny``: the store options for it."""
     models = tmp_path / "models"
     models.mkdir()
-    write_tiny_llama(models / "tiny.gguf", chat_template=chat_template)
+    write_tiny_llama(models / "tiny.gguf", chat_template=chat_template, fill=fill)
     entry = {"key": "tiny", "display_name": "Tiny", "filename": "tiny.gguf", "url": "https://example.invalid/t.gguf"}
     catalog = tmp_path / "catalog.json"
     catalog.write_text(json.dumps([entry]))
@@ -88,6 +88,15 @@ def test_run_errors_are_one_line(store: tuple[str, ...], args: tuple[str, ...], 
     result = invoke("run", *store, *FAST, *args)
     assert result.exit_code == 1
     assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
+    assert result.stdout == ""
+
+
+def test_run_check_tensors_refuses_nan_weights_in_one_line(tmp_path: Path) -> None:
+    store = place_model(tmp_path, fill=float("nan"))
+    result = invoke("run", *store, *FAST, "--check-tensors", "--max-tokens", "2", "hello")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert "tiny.gguf" in result.stderr and "invalid data" in result.stderr, result.stderr
     assert result.stdout == ""
 
 

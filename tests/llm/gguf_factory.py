@@ -51,10 +51,12 @@ def write_tiny_llama(
     embd_rows: int | None = None,
     chat_template: str | None = None,
     block_count: int = N_LAYER,
+    fill: float | None = None,
 ) -> Path:
     """Write a tiny llama GGUF model; the keyword arguments introduce the defects llama.cpp chokes on (or, for
     ``chat_template``, the ``tokenizer.chat_template`` an instruction-tuned model carries). ``block_count`` is the
-    declared layer count; the tensors always hold ``N_LAYER`` layers."""
+    declared layer count; the tensors always hold ``N_LAYER`` layers. ``fill`` makes every weight that value (NaN
+    or inf: a well-formed file that only llama.cpp's ``check_tensors`` validation refuses)."""
     path = Path(path)
     skip = set(skip_keys)
     rng = np.random.default_rng(seed)
@@ -89,17 +91,22 @@ def write_tiny_llama(
         writer.add_chat_template(chat_template)
 
     def weight(*shape: int) -> np.ndarray:
+        if fill is not None:
+            return np.full(shape, fill, dtype=np.float32)
         return (rng.standard_normal(shape) * 0.2).astype(np.float32)
 
+    def norm() -> np.ndarray:
+        return np.full(N_EMBD, 1.0 if fill is None else fill, dtype=np.float32)
+
     writer.add_tensor("token_embd.weight", weight(embd_rows or n_vocab, N_EMBD))
-    writer.add_tensor("output_norm.weight", np.ones(N_EMBD, dtype=np.float32))
+    writer.add_tensor("output_norm.weight", norm())
     writer.add_tensor("output.weight", weight(n_vocab, N_EMBD))
     for layer in range(N_LAYER):
         prefix = f"blk.{layer}"
-        writer.add_tensor(f"{prefix}.attn_norm.weight", np.ones(N_EMBD, dtype=np.float32))
+        writer.add_tensor(f"{prefix}.attn_norm.weight", norm())
         for name in ("attn_q", "attn_k", "attn_v", "attn_output"):
             writer.add_tensor(f"{prefix}.{name}.weight", weight(N_EMBD, N_EMBD))
-        writer.add_tensor(f"{prefix}.ffn_norm.weight", np.ones(N_EMBD, dtype=np.float32))
+        writer.add_tensor(f"{prefix}.ffn_norm.weight", norm())
         writer.add_tensor(f"{prefix}.ffn_gate.weight", weight(N_FF, N_EMBD))
         writer.add_tensor(f"{prefix}.ffn_up.weight", weight(N_FF, N_EMBD))
         writer.add_tensor(f"{prefix}.ffn_down.weight", weight(N_EMBD, N_FF))

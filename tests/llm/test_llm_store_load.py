@@ -63,6 +63,22 @@ def test_a_model_llama_cpp_refuses_ends_in_error_with_its_message(tmp_path: Path
     anyio.run(main)
 
 
+def test_load_model_with_check_tensors_refuses_nan_weights(tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    write_tiny_llama(tmp_path / "models" / "tiny.gguf", fill=float("nan"))
+
+    async def main() -> None:
+        async with local_store(tmp_path) as store:
+            info = store.get_model("tiny")
+            assert info.status == "ready"  # well-formed: the scan's check_gguf passes it
+            llama = await store.load_model(isolation="thread", check_tensors=True)
+            assert llama.state == "released" and llama.config == {"check_tensors": True}
+            assert info.status == "error" and info.error and "invalid data" in info.error, info.error
+            assert "ready" not in [model.state for model in store.loaded_models.values()]
+
+    anyio.run(main)
+
+
 def test_release_model_keeps_the_file_ready(tmp_path: Path) -> None:
     (tmp_path / "models").mkdir()
     write_tiny_llama(tmp_path / "models" / "tiny.gguf")

@@ -115,6 +115,42 @@ async def test_malformed_corpus_ends_in_error(corpus: dict[str, Path], isolation
 
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)
+@pytest.mark.parametrize("fill", [float("nan"), float("inf")], ids=["nan", "inf"])
+async def test_check_tensors_refuses_weights_that_are_not_numbers(tmp_path: Path, isolation: Any, fill: float) -> None:
+    """A well-formed file (check_gguf passes it) whose weights are NaN or inf: llama.cpp loads it unless asked to
+    check the tensors; with ``check_tensors=True`` the load fails and the model ends in 'error', and can retry."""
+    path = write_tiny_llama(tmp_path / "bad_weights.gguf", fill=fill)
+    trusting = LlamaModel.open(path, isolation=isolation, n_ctx=256, n_threads=1)
+    await trusting.initialize()
+    assert trusting.state == "ready"  # the default: no tensor check
+    await trusting.cleanup()
+
+    states: list[str] = []
+    model = LlamaModel.open(path, isolation=isolation, n_ctx=256, n_threads=1, check_tensors=True)
+    model.on_state_change.listen(lambda event: states.append(event.state))
+    await model.initialize()
+    assert model.state == "error" and states == ["loading", "error"]
+    assert model.get_status().config["check_tensors"] is True
+    assert "llama.cpp could not load bad_weights.gguf" in (model.error or ""), model.error
+    assert "invalid data" in (model.error or ""), model.error
+    with pytest.raises(InvalidTransition):  # a typed MSTError: an errored model cannot generate
+        await model.generate("hi", max_tokens=1)
+    await model.initialize()  # error -> loading is a retry; the file is still bad
+    assert model.state == "error"
+    await model.cleanup()
+    assert model.state == "released"
+
+
+async def test_check_tensors_passes_a_good_model(tiny_model: Path) -> None:
+    model = LlamaModel.open(tiny_model, isolation="thread", n_ctx=256, n_threads=1, check_tensors=True)
+    await model.initialize()
+    assert model.state == "ready", model.error
+    result = await model.generate("tree", max_tokens=2, temperature=0.0)
+    assert result.finish_reason in ("length", "stop")
+    await model.cleanup()
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
 async def test_unreadable_file_ends_in_error_without_validation(corpus: dict[str, Path], isolation: Any) -> None:
     """The unreadable case is a UNIX socket, which open() refuses even for root; llama.cpp's refusal is an error."""
     path = corpus["unreadable"]
