@@ -28,7 +28,7 @@ def run(blocked: set[str], code: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-LLM_PACKAGES = {"llama_cpp", "gguf", "httpx", "httpcore", "pyee", "jinja2", "platformdirs", "numpy"}
+LLM_PACKAGES = {"llama_cpp", "gguf", "httpx", "httpcore", "pyee", "jinja2", "platformdirs", "filelock", "numpy"}
 CLI_PACKAGES = {"click", "rich", "starlette", "hypercorn"}
 
 

