@@ -167,7 +167,7 @@ class Replica:
         self._count = 0
         self._pending: list[_Pending] = []
         self._inbox: deque[Entry] = deque()
-        self._applying = False  # our own writes to the tree (remote entries, rollbacks) are not published
+        self._applying = False  # our own writes to the tree (remote entries, rollbacks, on the loop) are not published
         self._gap = False  # the inbox skipped entries: fetch them (or the checkpoint) with XRANGE
         self._resync = False  # after a reconnect: catch up before publishing
         self._checkpoint_due = False
@@ -479,14 +479,16 @@ class Replica:
     # -- writing -----------------------------------------------------------------------------------------------
 
     def _on_commit(self, commit: Commit) -> None:
-        if self._applying:
-            return
+        loop = self._loop
+        on_loop = loop is None or threading.get_ident() == self._loop_thread
+        if self._applying and on_loop:
+            return  # ours: remote entries, a rollback (another thread's commit meanwhile is published, not skipped)
         self._count += 1
         self._pending.append(_Pending(f"{self._id}/{self._count}", commit))
-        if threading.get_ident() == self._loop_thread or self._loop is None:
+        if loop is None or on_loop:
             self._wake.set()
         else:
-            self._loop.call_soon_threadsafe(self._wake.set)
+            loop.call_soon_threadsafe(self._wake.set)
 
     async def _publish(self) -> None:
         base = self.seq

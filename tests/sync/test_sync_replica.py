@@ -6,12 +6,25 @@ import asyncio
 import re
 import subprocess
 import sys
+import threading
+import time
 from typing import Any
 
 import orjson
 import pytest
 
-from mst_llm import Commit, SessionLog, SessionLogError, apply_patch, get_snapshot, on_commit, on_snapshot
+from mst_llm import (
+    Commit,
+    ModelNode,
+    SessionLog,
+    SessionLogError,
+    action,
+    apply_patch,
+    get_snapshot,
+    model,
+    on_commit,
+    on_snapshot,
+)
 from mst_llm.sync import BadEntryError, Conflict, ConflictError, Replica, SyncError, replicate
 
 from .broker import Broker
@@ -150,6 +163,56 @@ def test_entries_that_arrive_together_apply_except_the_one_that_does_not(broker:
     assert "its patches do not apply" in str(conflicts[0].error)
     assert snapshot == {"count": 5, "seen": {"a": 1}, "stamp": 0.0} and seq == 3
     assert commits == 2  # the run failed whole (nothing of it stayed), then 1 and 3 applied one by one
+
+
+WATCHED: list[Replica] = []  # the replica that Gate.hold watches (once: a rebase re-runs hold, which then just counts)
+HELD = threading.Event()
+LAGS: list[int] = []
+
+
+@model
+class Gate(ModelNode):
+    count: int = 0
+    holds: int = 0
+
+    @action
+    def hold(self, lag: int) -> None:
+        """Keep the tree's lock (from another thread) until the watched replica has seen ``lag`` entries that it
+        cannot apply meanwhile."""
+        HELD.set()
+        deadline = time.monotonic() + 20
+        while WATCHED and WATCHED[0].lag < lag and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if WATCHED:
+            LAGS.append(WATCHED.pop().lag)
+        self.holds += 1
+
+
+def test_lag_counts_entries_seen_and_not_applied_yet(broker: Broker, stream: str) -> None:
+    def entry(seq: int) -> dict[str, bytes]:
+        patches = [{"op": "replace", "path": "/count", "value": seq}]
+        return {"e": orjson.dumps({"seq": seq, "ts": 0, "action": None, "patches": patches, "inverse_patches": []})}
+
+    async def run() -> tuple[Any, int, int]:
+        gate = Gate.create()
+        async with replicate(gate, broker.url, stream) as replica:
+            WATCHED.append(replica)
+            holder = threading.Thread(target=gate.hold, args=(2,))
+            holder.start()  # an action in another thread holds the tree's lock: the replica cannot apply
+            assert await asyncio.to_thread(HELD.wait, 10)
+            with broker.client() as client, client.pipeline(transaction=True) as together:  # one XREAD reads both
+                together.xadd(stream, entry(1), id="1-0")
+                together.xadd(stream, entry(2), id="2-0")
+                together.execute()
+            await replica.sync()  # the loop waits for the tree's lock in the meantime
+            await asyncio.to_thread(holder.join, 10)
+            return get_snapshot(gate), replica.seq, replica.lag
+
+    snapshot, seq, lag = asyncio.run(run())
+    assert LAGS == [2]  # seen by the reader, waiting for the lock
+    # the other thread's commit landed while the replica applied the entries: it is published (entry 3), not lost
+    assert snapshot == {"count": 2, "holds": 1} and seq == 3 and lag == 0
+    assert replay(broker, stream) == snapshot
 
 
 def test_checkpoints_trim_and_a_late_joiner_starts_from_one(broker: Broker, stream: str) -> None:
