@@ -71,3 +71,21 @@ def test_quick_benchmark_runs_and_prints_complete_json() -> None:
 
     for name in ("2_toggle_on_patch", "3_toggle_get_snapshot", "7_toggle_on_snapshot"):
         assert _is_number(report["ratios"][name]["ratio"])
+
+
+def test_values_benchmark_runs_and_reports_every_case() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "values.py"), "--n", "20", "--repeat", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstderr:\n{proc.stderr}"
+    report = json.loads(proc.stdout)
+    cases = ["str", "datetime", "Decimal", "StrEnum", "timedelta", "frozen dataclass", "set[str]", "datetime | int"]
+    assert list(report) == cases
+    for name in cases:
+        keys = ["create_from_json_us", "create_from_value_us", "write_us"]
+        keys += [] if name == "str" else ["create_ratio", "write_ratio"]
+        assert all(_is_number(report[name][key]) and report[name][key] > 0 for key in keys), (name, report[name])

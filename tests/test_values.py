@@ -186,6 +186,20 @@ def test_action_replay_reproduces_state(when: dt.datetime, money: Decimal | None
     assert copy.when == when and copy.when.utcoffset() == when.utcoffset()
 
 
+@settings(max_examples=60, deadline=None)
+@given(writes)
+def test_random_writes_replayed_as_actions_give_equal_snapshots(changes: list[tuple[str, Any]]) -> None:
+    live = Values.create()
+    copy = clone(live)
+    recorder = record_actions(live)
+    for name, value in changes:
+        live.put(name, value)  # ``value: Any``: the JSON form goes back as it is, and the field takes it
+    apply_action(copy, _wire(recorder.actions))
+    assert get_snapshot(copy) == get_snapshot(live)
+    for name, _ in changes:
+        assert getattr(copy, name) == getattr(live, name)
+
+
 def test_reads_return_values_and_snapshots_hold_json_forms() -> None:
     node = Values.create(
         {

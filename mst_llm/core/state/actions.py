@@ -68,18 +68,17 @@ def run_middleware(
     return step(0, call)
 
 
-_PLAIN_ARGUMENTS = frozenset({str, int, float, bool, type(None)})
+# arguments written as they are (``PLAIN_ARGUMENTS.issuperset(map(type, args))`` is the C-speed test for a call)
+PLAIN_ARGUMENTS = frozenset({str, int, float, bool, type(None)})
 
 
 def pin_nodes(call: ActionCall) -> None:
     """Before an outermost call runs, note where the nodes among its arguments are, so that its JSON form names
     them as they were when it started (an action that removes the node it was given still replays): a node in the
-    call's tree by its path, any other node by its snapshot."""
-    args = call.args
-    if not call.kwargs and (not args or all(type(arg) in _PLAIN_ARGUMENTS for arg in args)):
-        return
+    call's tree by its path, any other node by its snapshot. (``run_action`` calls it only when the arguments are
+    not all PLAIN_ARGUMENTS.)"""
     forms: dict[int, tuple[list[Any] | None, Any]] = {}
-    for node in _nodes_in((*args, *call.kwargs.values())):
+    for node in _nodes_in((*call.args, *call.kwargs.values())):
         forms[id(node)] = (path_parts_of(node), None) if root_of(node) is call.tree else (None, snapshot_of(node))
     if forms:
         call.pinned = (path_parts_of(call.context), forms)
@@ -104,7 +103,7 @@ def serialise_call(call: ActionCall | FlowSegment, depth: int) -> dict[str, Any]
         node = node._parent
     args = call.args
     result: dict[str, Any] = {"name": call.name, "path": relative_path(keys, depth), "args": list(args)}
-    if call.kwargs or not all(type(arg) in _PLAIN_ARGUMENTS for arg in args):
+    if call.kwargs or not PLAIN_ARGUMENTS.issuperset(map(type, args)):
         node_form = _node_form(call, depth)
         result["args"] = [to_json_value(arg, node_form) for arg in args]
         if call.kwargs:
@@ -136,7 +135,7 @@ def to_json_value(value: Any, node_form: Callable[[Any], Any]) -> Any:
     frozen dataclasses, ...) their ``value_converter`` JSON form, which ``apply_action`` structures back."""
     if is_node(value):
         return node_form(value)
-    if type(value) in _PLAIN_ARGUMENTS or isinstance(value, (FrozenDict, FrozenList)):
+    if type(value) in PLAIN_ARGUMENTS or isinstance(value, (FrozenDict, FrozenList)):
         return value
     if isinstance(value, dict):
         return {str(key): to_json_value(item, node_form) for key, item in value.items()}

@@ -17,7 +17,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from mst_llm.core.base import context
-from mst_llm.core.state.actions import ActionCall, FlowSegment, pin_nodes, run_middleware, serialise_call
+from mst_llm.core.state.actions import (
+    PLAIN_ARGUMENTS,
+    ActionCall,
+    FlowSegment,
+    pin_nodes,
+    run_middleware,
+    serialise_call,
+)
 from mst_llm.core.state.change import Change, make_patch_pair, relative_path
 from mst_llm.core.state.node import Tree, check_alive, check_unique_ids, describe, path_of, root_of, snapshot_of
 from mst_llm.core.state.reactions import Reaction, discard, run_reactions
@@ -190,7 +197,8 @@ def run_action(
             call = ActionCall(name or "", node, root, call_args, kwargs, _running_call(tx))
             if listeners is not None and not tx.call_stack:
                 tx.calls.append((call, listeners))
-                pin_nodes(call)
+                if kwargs or (call_args and not PLAIN_ARGUMENTS.issuperset(map(type, call_args))):  # nodes among them?
+                    pin_nodes(call)
             tx.call_stack.append(call)
         else:
             tx.call_stack.append((name, node, call_args, kwargs))
