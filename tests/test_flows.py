@@ -10,10 +10,12 @@ from mst_llm import (
     ValidationError,
     action,
     add_middleware,
+    apply_action,
     flow,
     get_parent,
     get_snapshot,
     model,
+    on_action,
     on_patch,
     on_snapshot,
 )
@@ -665,3 +667,25 @@ async def test_middleware_sees_a_flow_call_with_its_arguments(anyio_backend: str
     assert await loader.load(7) == 7
     assert loader.value == 7
     assert seen == [("load", (7,))]
+
+
+@model
+class Greeter:
+    greeting: str = ""
+
+    @flow
+    async def greet(self, name: str, *, punctuation: str = ".") -> None:
+        await anyio.sleep(0)
+        self.greeting = f"hello {name}{punctuation}"
+
+
+async def test_a_flow_call_is_recorded_with_its_keyword_arguments_and_replays_with_them() -> None:
+    greeter = Greeter.create()
+    calls: list[dict[str, Any]] = []
+    dispose = on_action(greeter, calls.append)
+    await greeter.greet("ada", punctuation="!")
+    dispose()
+    assert calls == [{"name": "greet", "path": "", "args": ["ada"], "kwargs": {"punctuation": "!"}}]
+    copy = Greeter.create()
+    await apply_action(copy, calls[0])
+    assert get_snapshot(copy) == get_snapshot(greeter) == {"greeting": "hello ada!"}

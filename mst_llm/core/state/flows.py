@@ -57,6 +57,7 @@ def flow(fn: F) -> F:
                 {},
                 record_args=args,
                 flow=FlowSegment(name, run_id, segment, self, args, kwargs),
+                record_kwargs=kwargs,
             )
             if outcome is _RETURNED:
                 return result

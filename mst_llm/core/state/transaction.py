@@ -153,10 +153,12 @@ def run_action(
     kwargs: dict[str, Any],
     record_args: tuple[Any, ...] | None = None,
     flow: FlowSegment | None = None,
+    record_kwargs: dict[str, Any] | None = None,
 ) -> Any:
     """Run ``fn(node, *args, **kwargs)`` as an action: one transaction if outermost, atomic either way.
 
-    ``flow`` names the flow run a segment belongs to; its commit carries it."""
+    The call is recorded with ``record_args``/``record_kwargs`` where given (a flow's own arguments, not its
+    segment's); ``flow`` names the flow run a segment belongs to; its commit carries it."""
     check_alive(node)
     middleware: list[tuple[Any, tuple[Callable[..., Any], ...]]] | None = None
     listeners: list[tuple[Any, int]] | None = None
@@ -192,16 +194,17 @@ def run_action(
     assert tx is not None
     try:
         call_args = args if record_args is None else record_args
+        call_kwargs = kwargs if record_kwargs is None else record_kwargs
         call: ActionCall | None = None
         if middleware is not None or (listeners is not None and not tx.call_stack):
-            call = ActionCall(name or "", node, root, call_args, kwargs, _running_call(tx))
+            call = ActionCall(name or "", node, root, call_args, call_kwargs, _running_call(tx))
             if listeners is not None and not tx.call_stack:
                 tx.calls.append((call, listeners))
-                if kwargs or (call_args and not PLAIN_ARGUMENTS.issuperset(map(type, call_args))):  # nodes among them?
+                if call_kwargs or (call_args and not PLAIN_ARGUMENTS.issuperset(map(type, call_args))):  # nodes?
                     pin_nodes(call)
             tx.call_stack.append(call)
         else:
-            tx.call_stack.append((name, node, call_args, kwargs))
+            tx.call_stack.append((name, node, call_args, call_kwargs))
         # the explicit mark/rollback instead of ``with tx.savepoint()``: this is every action's path, and the
         # context manager costs ~400 ns more per call (measured), ~5 % of a one-field action
         mark = tx.mark()
