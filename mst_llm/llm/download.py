@@ -43,6 +43,7 @@ from mst_llm.errors import (
     InsufficientSpaceError,
     OfflineError,
 )
+from mst_llm.llm.hub_auth import access_hint, on_hub
 from mst_llm.llm.locks import hold
 from mst_llm.llm.retry import RETRYABLE_STATUS, backoff_delay, retry_after_seconds
 from mst_llm.llm.scan import sha256_file
@@ -464,6 +465,14 @@ class Downloader:
             )
 
 
+def _advice(response: httpx.Response) -> str:
+    """What to do about a final answer that is not the file: a Hub that turns the request away (401, 403) wants
+    ``$HF_TOKEN``; anything else points at the URL."""
+    if response.status_code in (401, 403) and on_hub(str(response.url)):
+        return f"the file is gated or private: {access_hint()}"
+    return "check the URL in the catalog entry"
+
+
 class _Retryable(Exception):
     """A transient HTTP status (5xx, 429, ...) worth retrying, and the wait its ``Retry-After`` asks for."""
 
@@ -624,8 +633,7 @@ class _Transfer:
             if response.status_code not in (200, 206):
                 await anyio.to_thread.run_sync(remove_partial, self.final)
                 raise DownloadHTTPError(
-                    f"{self.url}: HTTP {response.status_code} {response.reason_phrase}; "
-                    "check the URL in the catalog entry",
+                    f"{self.url}: HTTP {response.status_code} {response.reason_phrase}; {_advice(response)}",
                     status=response.status_code,
                 )
             start = self._start_of(response, offset)

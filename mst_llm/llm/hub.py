@@ -13,7 +13,6 @@ download itself is the store's own resumable, verified one (huggingface_hub woul
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -26,12 +25,10 @@ import httpx
 from mst_llm.errors import CatalogError, HubError, OfflineError
 from mst_llm.llm.catalog import CatalogEntry, validate_name
 from mst_llm.llm.download import OFFLINE_ENV, Downloader, offline
+from mst_llm.llm.hub_auth import ENDPOINT_ENV, TOKEN_ENV, access_hint, auth_headers, endpoint
 from mst_llm.llm.model_info import ModelInfo
 from mst_llm.llm.retry import RETRYABLE_STATUS, retry_after_seconds
 
-ENDPOINT_ENV = "HF_ENDPOINT"
-TOKEN_ENV = "HF_TOKEN"
-DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_QUANT = "Q4_K_M"
 """The quantization picked when a reference names none (Ollama's default too)."""
 
@@ -41,17 +38,6 @@ _REPO = re.compile(r"^[A-Za-z0-9](?:[\w-]*[A-Za-z0-9_])?/[A-Za-z0-9_.](?:[\w.-]*
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _QUANT_NAME = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 _QUANT_IN_NAME = re.compile(r"(?:^|[-.])((?:I?Q\d\w*)|(?:B?F(?:16|32)))(?=[-.]|$)", re.IGNORECASE)
-
-
-def endpoint() -> str:
-    """``$HF_ENDPOINT`` without a trailing slash, else ``https://huggingface.co``."""
-    return (os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT).rstrip("/")
-
-
-def auth_headers(url: str) -> dict[str, str]:
-    """``Authorization: Bearer $HF_TOKEN`` for a URL on the Hub's endpoint; nothing for any other host."""
-    token = os.environ.get(TOKEN_ENV, "").strip()
-    return {"Authorization": f"Bearer {token}"} if token and url.startswith(endpoint() + "/") else {}
 
 
 @dataclass(frozen=True)
@@ -184,8 +170,7 @@ def _check(response: httpx.Response, reference: HubReference) -> None:
     """A final answer that is not a file list: say why in the user's terms."""
     status = response.status_code
     if status in (401, 403):
-        hint = f"the token in {TOKEN_ENV} has no access to it" if os.environ.get(TOKEN_ENV) else f"set {TOKEN_ENV}"
-        raise HubError(f"{reference.repo} is gated or private (HTTP {status}); {hint}", status=status)
+        raise HubError(f"{reference.repo} is gated or private (HTTP {status}); {access_hint()}", status=status)
     if status == 404:
         raise HubError(
             f"{reference.repo} (revision {reference.revision}) was not found on {endpoint()} "
@@ -250,21 +235,37 @@ async def resolve(reference: HubReference, downloader: Downloader | None = None)
     return entry_for(reference, choose_file(reference, await list_files(reference, downloader)))
 
 
-def downloaded(reference: HubReference, models: Iterable[ModelInfo]) -> ModelInfo:
-    """Offline: the installed model that came from the reference's repository and matches its file or tag;
-    OfflineError when there is none."""
+def _files_from(reference: HubReference, models: Iterable[ModelInfo]) -> dict[str, ModelInfo]:
+    """The models whose URL is a file of the reference's repository, by that file's path."""
     prefix = f"{endpoint()}/{reference.repo}/resolve/"
-    by_path: dict[str, ModelInfo] = {}
-    for info in models:
-        if info.status == "ready" and info.url is not None and info.url.startswith(prefix):
-            by_path[unquote(info.url[len(prefix) :].split("/", 1)[-1])] = info
+    return {
+        unquote(info.url[len(prefix) :].split("/", 1)[-1]): info
+        for info in models
+        if info.url is not None and info.url.startswith(prefix)
+    }
+
+
+def find_model(reference: HubReference, models: Iterable[ModelInfo]) -> ModelInfo | None:
+    """The model of ``models`` that came from the reference's repository and is the file it means (by name, or by
+    quantization tag as ``choose_file`` picks it), whatever its status; None when there is none. No network."""
+    by_path = _files_from(reference, models)
     try:
         return by_path[choose_file(reference, [HubFile(path) for path in by_path]).path]
     except HubError:
+        return None
+
+
+def downloaded(reference: HubReference, models: Iterable[ModelInfo]) -> ModelInfo:
+    """Offline: the installed model that came from the reference's repository and matches its file or tag;
+    OfflineError when there is none."""
+    ready = [info for info in models if info.status == "ready"]
+    found = find_model(reference, ready)
+    if found is None:
         raise OfflineError(
             f"{OFFLINE_ENV} is set and {reference} is not downloaded; unset it to download "
-            f"(installed from {reference.repo}: {', '.join(by_path) or 'nothing'})"
-        ) from None
+            f"(installed from {reference.repo}: {', '.join(_files_from(reference, ready)) or 'nothing'})"
+        )
+    return found
 
 
 __all__ = [
@@ -278,6 +279,7 @@ __all__ = [
     "downloaded",
     "endpoint",
     "entry_for",
+    "find_model",
     "is_hub_reference",
     "list_files",
     "parse_reference",

@@ -215,6 +215,43 @@ def test_api_errors_are_hub_errors(hub: FakeHub, tmp_path: Path, status: int, me
     assert message in str(caught.value) and caught.value.status == status
 
 
+@pytest.mark.parametrize(
+    ("status", "token", "hint"),
+    [
+        (401, None, "the file is gated or private: set HF_TOKEN to a token with access"),
+        (403, TOKEN, "the file is gated or private: the token in HF_TOKEN has no access to it"),
+    ],
+)
+def test_a_hub_file_turned_away_says_what_to_do_about_the_token(
+    repo: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: int, token: str | None, hint: str
+) -> None:
+    if token is not None:
+        monkeypatch.setenv("HF_TOKEN", token)
+    repo.server.fault(f"{REPO}/resolve/main/{Q8}", Fault(status=status))
+    _, info = pull(tmp_path, f"hf.co/{REPO}:Q8_0")
+    assert info["status"] == "error" and info["error"].endswith(f"HTTP {status} {_REASONS[status]}; {hint}")
+    assert "catalog entry" not in info["error"] and (token is None or token not in info["error"])
+    assert not (tmp_path / Q8).exists() and not part_path(tmp_path / Q8).exists()
+
+
+_REASONS = {401: "Unauthorized", 403: "Forbidden"}
+
+
+def test_a_file_turned_away_elsewhere_points_at_the_catalog_url(tmp_path: Path, gguf_bytes: bytes) -> None:
+    with serve() as server:
+        url = server.add("tiny.gguf", gguf_bytes)
+        server.fault("tiny.gguf", Fault(status=403))
+
+        async def main() -> str | None:
+            entry = {"key": "t", "display_name": "T", "filename": "t.gguf", "url": url}
+            async with create_llm_store(tmp_path, [entry], downloader=fast()) as store:
+                await store.start_model_download("t")
+                return store.get_model("t").error
+
+        error = anyio.run(main)
+    assert error == f"{url}: HTTP 403 Forbidden; check the URL in the catalog entry"
+
+
 def test_the_token_goes_to_the_hub_only_and_is_never_shown(
     repo: FakeHub, tmp_path: Path, gguf_bytes: bytes, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
