@@ -11,7 +11,9 @@ from typing import Any, TypeVar
 import anyio
 import click
 
-from mst_llm.errors import ModelStoreError
+from mst_llm.errors import HubError, ModelStoreError
+from mst_llm.llm import hub
+from mst_llm.llm.model_info import ModelInfo
 from mst_llm.llm.store import MODELS_DIR_ENV, LLMStore, create_llm_store
 from mst_llm.llm.worker import spare_workers
 
@@ -19,6 +21,8 @@ _T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
 _DEBUG = "mst_llm.debug"
 CATALOG_ENV = "MST_LLM_CATALOG"
+HUB_PREFIXES = ("hf.co/", "huggingface.co/")
+"""How a Hugging Face name starts in Ollama's form: never a prompt or a file of the current folder."""
 
 #: Exit status after Ctrl-C or SIGTERM, as shells report a death by SIGINT.
 INTERRUPTED = 130
@@ -142,6 +146,33 @@ def check_usable(store: LLMStore) -> None:
     """An initialized store whose models dir is unusable says why (its ``error``) instead of listing nothing."""
     if store.error is not None:
         raise ModelStoreError(store.error)
+
+
+def find_model(store: LLMStore, name: str) -> ModelInfo:
+    """The model a command names: a catalog key, or a Hugging Face name as ``pull`` takes it
+    (``hf.co/USER/REPO[:QUANT]``), meaning the model ``pull`` added for it, found without the network. A
+    ModelStoreError says where the keys are listed or how to pull the model; a HubError, what is malformed."""
+    if hub.is_hub_reference(name):
+        found = hub.find_model(hub.parse_reference(name), store.models)
+        if found is None:
+            raise ModelStoreError(f"{name} is not pulled; `mst-llm pull {name}` downloads it")
+        return found
+    try:
+        return store.get_model(name)
+    except ModelStoreError:
+        known = ", ".join(info.key for info in store.models) or "none"
+        raise ModelStoreError(f"unknown model {name!r} (known: {known}); `mst-llm models` lists them") from None
+
+
+def names_model(store: LLMStore, word: str) -> bool:
+    """Whether a word that could be a prompt names a model: a key, a Hugging Face name with its ``hf.co/`` prefix,
+    or one without it (``USER/REPO:QUANT``) that a pulled model answers to."""
+    if any(info.key == word for info in store.models) or word.startswith(HUB_PREFIXES):
+        return True
+    try:
+        return hub.is_hub_reference(word) and hub.find_model(hub.parse_reference(word), store.models) is not None
+    except HubError:
+        return False
 
 
 def with_store(models_dir: Path | None, catalog: Path | None, body: Callable[[LLMStore], Awaitable[_T]]) -> _T:

@@ -24,7 +24,15 @@ from typing import Any, TypeVar
 import click
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from mst_llm.cli.common import Interrupted, catalog_option, check_usable, debug_option, models_dir_option
+from mst_llm.cli.common import (
+    Interrupted,
+    catalog_option,
+    check_usable,
+    debug_option,
+    find_model,
+    models_dir_option,
+    names_model,
+)
 from mst_llm.errors import ChatTemplateError, InferenceError, ModelStoreError
 from mst_llm.llm.backend import default_config
 from mst_llm.llm.chat import ChatFormat, Message
@@ -234,8 +242,8 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 
 def _ready_model(store: LLMStore, key: str | None) -> ModelInfo:
-    """The installed model to use, or an error that says how to get one."""
-    info = store.get_model(key) if key is not None else store.selected_model
+    """The installed model to use (a key or a Hugging Face name), or an error that says how to get one."""
+    info = find_model(store, key) if key is not None else store.selected_model
     if info is None:
         raise ModelStoreError("no model is installed; `mst-llm pull KEY` installs one (`mst-llm models` lists them)")
     if info.status != "ready":
@@ -274,7 +282,8 @@ Examples:
   mst-llm run --raw --temperature 0 "The capital of France is"
   mst-llm run --json --seed 42 "Say hello" | jq -r .text
   cat notes.txt | mst-llm run "Summarize these notes:"
-  mst-llm run gemma-3-270m            no prompt on a terminal: a chat"""
+  mst-llm run gemma-3-270m            no prompt on a terminal: a chat
+  mst-llm run hf.co/unsloth/gemma-3-270m-it-GGUF:Q8_0 "Hi"   a model pulled by that name"""
 )
 @click.argument("words", nargs=-1, metavar="[KEY] [PROMPT]")
 @click.option("--raw", is_flag=True, help="Send PROMPT as it is, not as a user turn of the model's chat template.")
@@ -293,8 +302,9 @@ def run(words: tuple[str, ...], raw: bool, as_json: bool, **options: Any) -> Non
     written and exits with status 130.
 
     Like `ollama run`: when stdin is not a terminal, what it holds is the prompt (before PROMPT, when both are
-    given); with no prompt at all, on a terminal, it opens a chat (see `mst-llm chat`). A single word that is a
-    model's key is KEY, otherwise PROMPT.
+    given); with no prompt at all, on a terminal, it opens a chat (see `mst-llm chat`). KEY may be the
+    hf.co/USER/REPO[:QUANT] name a model was pulled by. A single word that names a model (a key, or a Hugging
+    Face name: with its hf.co/ prefix, or a pulled model's) is KEY, otherwise PROMPT.
     """
     if len(words) > 2:
         raise click.UsageError("expected [KEY] [PROMPT]; quote a prompt of several words")
@@ -303,7 +313,7 @@ def run(words: tuple[str, ...], raw: bool, as_json: bool, **options: Any) -> Non
 
     def pick(store: LLMStore) -> str | None:
         """KEY and the prompt, checked before the model is loaded."""
-        key, prompt = _key_and_prompt(words, {info.key for info in store.models})
+        key, prompt = _key_and_prompt(words, lambda word: names_model(store, word))
         text = "\n\n".join(part for part in ((piped or "").strip(), prompt or "") if part)
         if text:
             prompts.append(text)
@@ -332,11 +342,12 @@ def run(words: tuple[str, ...], raw: bool, as_json: bool, **options: Any) -> Non
         raise Interrupted("SIGINT")
 
 
-def _key_and_prompt(words: tuple[str, ...], keys: set[str]) -> tuple[str | None, str | None]:
-    """``[KEY] [PROMPT]``: two words are both; one is KEY when it is a model's key, otherwise PROMPT."""
+def _key_and_prompt(words: tuple[str, ...], is_model: Callable[[str], bool]) -> tuple[str | None, str | None]:
+    """``[KEY] [PROMPT]``: two words are both; one is KEY when it names a model (``names_model``), otherwise
+    PROMPT."""
     if len(words) == 2:
         return words[0], words[1]
-    if words and words[0] in keys:
+    if words and is_model(words[0]):
         return words[0], None
     return None, words[0] if words else None
 
@@ -352,10 +363,11 @@ Examples:
   mst-llm chat --show-prompt          see the prompt the model gets each turn
   mst-llm chat --ctx-size 8192        room for a longer conversation"""
 )
-@click.argument("key", required=False)
+@click.argument("key", required=False, metavar="[KEY|hf.co/USER/REPO[:QUANT]]")
 @_generation_options
 def chat(key: str | None, **options: Any) -> None:
-    """Talk with the model KEY (default: the selected one); every prompt holds the whole conversation.
+    """Talk with the model KEY (default: the selected one; or the name it was pulled by, hf.co/USER/REPO[:QUANT]);
+    every prompt holds the whole conversation.
 
     The conversation is written with the model's chat template (GGUF tokenizer.chat_template), or as a plain
     User:/Assistant: transcript when the file has none.

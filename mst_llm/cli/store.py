@@ -20,7 +20,15 @@ from rich.table import Table
 from rich.text import Text
 
 from mst_llm import get_snapshot
-from mst_llm.cli.common import catalog_option, debug_option, examples, models_dir_option, with_store
+from mst_llm.cli.common import (
+    HUB_PREFIXES,
+    catalog_option,
+    debug_option,
+    examples,
+    find_model,
+    models_dir_option,
+    with_store,
+)
 from mst_llm.cli.progress import DownloadView, human_bytes, json_progress
 from mst_llm.errors import ModelStoreError, MSTError
 from mst_llm.llm import hub
@@ -44,15 +52,6 @@ def _echo_json(data: Any) -> None:
 
 def _echo_json_line(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False))
-
-
-def _model(store: LLMStore, key: str) -> ModelInfo:
-    """The model for ``key``, or an error that says where the keys are listed."""
-    try:
-        return store.get_model(key)
-    except ModelStoreError:
-        known = ", ".join(info.key for info in store.models) or "none"
-        raise ModelStoreError(f"unknown model {key!r} (known: {known}); `mst-llm models` lists them") from None
 
 
 def _size(info: ModelInfo) -> int | None:
@@ -186,7 +185,7 @@ def pull(key: str, file: str | None, as_json: bool, models_dir: Path | None, cat
         if hub.is_hub_reference(key):
             info = await store.add_hub_model(key, file)
         else:
-            info = _model(store, key)
+            info = find_model(store, key)
         installed = info.status == "ready"
         if not installed:
             await _download(console, store, info, as_json=as_json)
@@ -243,8 +242,14 @@ def _report_stopped(info: ModelInfo) -> None:
 # --- rm and select --------------------------------------------------------------------------------------------
 
 
-@click.command(epilog=examples("mst-llm rm gemma-3-270m", "mst-llm rm my-model --models-dir ./models"))
-@click.argument("key")
+@click.command(
+    epilog=examples(
+        "mst-llm rm gemma-3-270m",
+        "mst-llm rm my-model --models-dir ./models",
+        "mst-llm rm hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M   the name it was pulled by",
+    )
+)
+@click.argument("key", metavar="KEY|hf.co/USER/REPO[:QUANT]")
 @models_dir_option
 @catalog_option
 @debug_option
@@ -252,18 +257,22 @@ def rm(key: str, models_dir: Path | None, catalog: Path | None) -> None:
     """Delete a model's file or partial download; its catalog entry stays, so `pull` can fetch it again."""
 
     async def body(store: LLMStore) -> None:
-        info = _model(store, key)
+        info = find_model(store, key)
         if info.status == "idle" and not info.resumable_bytes:
-            raise ModelStoreError(f"{key} is not installed; there is nothing to delete")
+            raise ModelStoreError(f"{info.key} is not installed; there is nothing to delete")
         path = store.model_path(info)
-        await store.delete_model(key)
-        click.echo(f"removed {key} ({path})")
+        await store.delete_model(info.key)
+        click.echo(f"removed {info.key} ({path})")
 
     with_store(models_dir, catalog, body)
 
 
-@click.command(epilog=examples("mst-llm select gemma-3-270m", "mst-llm select --none"))
-@click.argument("key", required=False)
+@click.command(
+    epilog=examples(
+        "mst-llm select gemma-3-270m", "mst-llm select hf.co/unsloth/gemma-3-270m-it-GGUF:Q8_0", "mst-llm select --none"
+    )
+)
+@click.argument("key", required=False, metavar="[KEY|hf.co/USER/REPO[:QUANT]]")
 @click.option("--none", "clear", is_flag=True, help="Clear the selection instead.")
 @models_dir_option
 @catalog_option
@@ -280,11 +289,11 @@ def select(key: str | None, clear: bool, models_dir: Path | None, catalog: Path 
             if store.has_ready_model:
                 click.echo("note: the store selects a ready model again when it next starts")
             return
-        info = _model(store, key)
+        info = find_model(store, key)
         if info.status != "ready":
-            raise ModelStoreError(f"{key} is not usable ({_status(info)}); run `mst-llm pull {key}` first")
-        store.select_model(key)
-        click.echo(f"selected {key} ({info.path})")
+            raise ModelStoreError(f"{info.key} is not usable ({_status(info)}); run `mst-llm pull {key}` first")
+        store.select_model(info.key)
+        click.echo(f"selected {info.key} ({info.path})")
 
     with_store(models_dir, catalog, body)
 
@@ -396,10 +405,10 @@ def inspect_file(target: str, as_json: bool, models_dir: Path | None, catalog: P
     """Validate a GGUF file (or an installed model's, by key) as LlamaModel does before llama.cpp sees it, and
     show its metadata."""
     path = Path(target)
-    if not path.exists() and path.suffix != ".gguf" and len(path.parts) == 1:
+    if not path.exists() and path.suffix != ".gguf" and (len(path.parts) == 1 or target.startswith(HUB_PREFIXES)):
 
         async def installed(store: LLMStore) -> Path:
-            return store.model_path(_model(store, target))
+            return store.model_path(find_model(store, target))
 
         path = with_store(models_dir, catalog, installed)
     info = check_gguf(path)

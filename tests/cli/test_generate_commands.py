@@ -80,7 +80,7 @@ def test_run_without_a_chat_template_continues_the_prompt_as_it_is(store: tuple[
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("nope", "hello"), "error: unknown model 'nope'; known: ['tiny']"),
+        (("nope", "hello"), "error: unknown model 'nope' (known: tiny); `mst-llm models` lists them"),
         (("--ctx-size", "64", "hello " * 40), "error: the prompt has 242 tokens; the context holds 64"),
     ],
 )

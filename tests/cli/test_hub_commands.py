@@ -111,7 +111,8 @@ def test_the_token_is_sent_but_never_printed(repo: FakeHub, tmp_path: Path, monk
     assert {entry.authorization for entry in repo.server.log} == {f"Bearer {TOKEN}"}
     repo.server.fault(f"{REPO}/resolve/main/tiny-Q4_K_M.gguf", Fault(status=401))
     denied = invoke(tmp_path, "pull", "hf.co/tester/Tiny-GGUF")
-    assert denied.exit_code == 1 and "HTTP 401" in denied.stderr
+    assert denied.exit_code == 1
+    assert "HTTP 401 Unauthorized; the file is gated or private: the token in HF_TOKEN has no access" in denied.stderr
     forbidden_api = f"api/models/{REPO}/tree/main?recursive=true"
     repo.server.fault(forbidden_api, Fault(status=403))
     gated = invoke(tmp_path, "pull", "hf.co/tester/Tiny-GGUF", "--debug")  # a traceback shows no token either
@@ -176,3 +177,42 @@ def test_run_without_a_prompt_on_a_terminal_opens_a_chat(tmp_path: Path) -> None
         tty.wait_for(r"^\[exit 0\]$")
     finally:
         tty.close()
+
+
+def test_run_select_inspect_and_rm_take_the_name_a_model_was_pulled_by(
+    repo: FakeHub, tmp_path: Path, gguf_bytes: bytes
+) -> None:
+    assert invoke(tmp_path, "pull", "hf.co/tester/Tiny-GGUF:Q8_0").exit_code == 0
+    path = tmp_path / "tiny-Q8_0.gguf"
+    requests = len(repo.server.log)
+
+    def model_of_run(*words: str, input: str | None = None) -> object:
+        result = invoke(tmp_path, "run", "--json", *FAST, "--max-tokens", "2", *words, input=input)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)["model"]
+
+    assert model_of_run("hf.co/tester/Tiny-GGUF:q8_0", "hi") == "tiny-Q8_0"
+    assert model_of_run("tester/Tiny-GGUF:Q8_0", input="hi") == "tiny-Q8_0"  # one word naming a pulled model
+    prompt = invoke(tmp_path, "run", *FAST, "--max-tokens", "2", "--show-prompt", "and/or", input="")
+    assert prompt.exit_code == 0 and shown_prompts(prompt) == ["and/or"]  # a word with a slash is still a prompt
+
+    selected = invoke(tmp_path, "select", "hf.co/tester/Tiny-GGUF:Q8_0")
+    assert selected.exit_code == 0 and selected.stdout == f"selected tiny-Q8_0 ({path})\n"
+    inspected = invoke(tmp_path, "inspect", "--json", "hf.co/tester/Tiny-GGUF:Q8_0")
+    assert inspected.exit_code == 0 and json.loads(inspected.stdout)["path"] == str(path)
+    missing = invoke(tmp_path, "rm", "hf.co/tester/Tiny-GGUF")  # Q4_K_M: never pulled
+    assert missing.exit_code == 1
+    assert (
+        missing.stderr
+        == "error: hf.co/tester/Tiny-GGUF is not pulled; `mst-llm pull hf.co/tester/Tiny-GGUF` downloads it\n"
+    )
+    malformed = invoke(tmp_path, "select", "hf.co/tester")
+    assert malformed.exit_code == 1 and "is not a Hugging Face repository" in malformed.stderr
+    assert len(repo.server.log) == requests  # all of it without the network
+
+    removed = invoke(tmp_path, "rm", "hf.co/tester/Tiny-GGUF:Q8_0")
+    assert removed.exit_code == 0 and removed.stdout == f"removed tiny-Q8_0 ({path})\n" and not path.exists()
+    gone = invoke(tmp_path, "run", "hf.co/tester/Tiny-GGUF:Q8_0", "hi")
+    assert gone.exit_code == 1 and "hf.co/tester/Tiny-GGUF:Q8_0 is not pulled" in gone.stderr
+    assert invoke(tmp_path, "pull", "hf.co/tester/Tiny-GGUF:Q8_0").exit_code == 0
+    assert path.read_bytes() == gguf_bytes
