@@ -4,6 +4,7 @@ file."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -22,8 +23,13 @@ from mst_llm.llm.locks import holding
 STATE_FILE = ".mst_llm_store.json"
 _LOCK_TIMEOUT_S = 10.0
 """How long a save or a read waits for another process's save of the same file (a save takes milliseconds)."""
+_TEMP_SUFFIX = ".tmp"
 
 logger = logging.getLogger("mst_llm.llm")
+
+
+def _temp_prefix(path: Path) -> str:
+    return f"{path.name}."
 
 
 def write_atomic(path: Path, data: Mapping[str, Any]) -> None:
@@ -31,7 +37,7 @@ def write_atomic(path: Path, data: Mapping[str, Any]) -> None:
     through a temp file with a name of its own (processes that share a models folder save the same file)."""
     with holding(path, _LOCK_TIMEOUT_S):
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, before the rename
-            "w", encoding="utf-8", dir=path.parent, prefix=f"{path.name}.", suffix=".tmp", delete=False
+            "w", encoding="utf-8", dir=path.parent, prefix=_temp_prefix(path), suffix=_TEMP_SUFFIX, delete=False
         )
         try:
             with handle:
@@ -44,12 +50,24 @@ def write_atomic(path: Path, data: Mapping[str, Any]) -> None:
             raise
 
 
+def _remove_temp_files(path: Path) -> None:
+    """Under the file's lock: delete the temp files of saves that never finished. Every save creates, renames or
+    deletes its temp file while it holds the lock, so one that is there now belongs to a process that died
+    mid-save (killed, out of power); nothing else would ever remove it."""
+    prefix = _temp_prefix(path)
+    for entry in path.parent.iterdir():
+        if entry.name.startswith(prefix) and entry.name.endswith(_TEMP_SUFFIX):
+            with contextlib.suppress(OSError):  # left for the next start; the state is read all the same
+                entry.unlink()
+
+
 def read_state(path: Path) -> dict[str, Any] | None:
     """The saved snapshot; None when absent. A torn or corrupt file is moved aside (``*.corrupt-<time>``), under the
-    file's lock so that a newer file another process saves meanwhile stays; a lock held too long reads as absent
-    (the scan rebuilds the state)."""
+    file's lock so that a newer file another process saves meanwhile stays; temp files that crashed saves left are
+    deleted under the same lock; a lock held too long reads as absent (the scan rebuilds the state)."""
     try:
         with holding(path, _LOCK_TIMEOUT_S):
+            _remove_temp_files(path)
             try:
                 text = path.read_text(encoding="utf-8")
             except FileNotFoundError:

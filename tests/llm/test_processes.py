@@ -15,8 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from threading import Barrier
 
+import anyio
+
+from mst_llm.llm import create_llm_store
 from mst_llm.llm.locks import LOCK_DIR
-from mst_llm.llm.persist import STATE_FILE, write_atomic
+from mst_llm.llm.persist import STATE_FILE, read_state, write_atomic
 from tests.llm.http_server import Fault, serve
 
 _ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -104,4 +107,72 @@ def test_state_file_saved_by_several_processes_is_never_torn_or_missing(tmp_path
     final = json.loads(path.read_text(encoding="utf-8"))
     assert final["number"] == count - 1 and final["writer"] in range(writers_count)
     assert len({writer for writer, _ in seen}) > 1  # the reads did overlap the writers' saves
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == [LOCK_DIR, STATE_FILE]
+
+
+_CRASHING_SAVE = """
+import os, signal, sys
+from pathlib import Path
+from mst_llm.llm import persist
+
+def die(*_args: object) -> None:  # the power goes out after the fsync, before the rename
+    os.kill(os.getpid(), signal.SIGKILL)
+
+persist.os.replace = die
+persist.write_atomic(Path(sys.argv[1]), {"models": [], "saved_by": "the crashed process"})
+"""
+
+_SLOW_SAVE = """
+import os, sys, time
+from pathlib import Path
+from mst_llm.llm import persist
+from mst_llm.llm.locks import holding
+
+path = Path(sys.argv[1])
+with holding(path, 10):  # a save in progress, as write_atomic makes it, only slower
+    temp = path.with_name(path.name + ".inprogress.tmp")
+    temp.write_text('{"models": [], "saved_by": "the slow process"}')
+    print("saving", flush=True)
+    time.sleep(1)
+    os.replace(temp, path)
+"""
+
+
+def test_temp_files_of_crashed_saves_are_removed_when_a_store_starts(tmp_path: Path) -> None:
+    """Two processes die in the middle of a save (SIGKILL between the fsync and the rename); a store starting on
+    the folder deletes the temp files they left, under the state file's lock, and keeps everything else."""
+    path = tmp_path / STATE_FILE
+    write_atomic(path, {"models": [], "selected_model_key": None, "saved_by": "a finished save"})
+    for _ in range(2):
+        crashed = subprocess.run([sys.executable, "-c", _CRASHING_SAVE, str(path)], env=_ENV, check=False)
+        assert crashed.returncode == -9
+    left = sorted(entry.name for entry in tmp_path.glob(f"{STATE_FILE}.*.tmp"))
+    assert len(left) == 2 and all("the crashed process" in (tmp_path / name).read_text() for name in left)
+    others = [tmp_path / f"{STATE_FILE}.corrupt-1", tmp_path / "notes.tmp"]
+    for other in others:
+        other.write_text("not ours")
+
+    async def start() -> None:
+        async with create_llm_store(tmp_path, []):
+            pass
+
+    anyio.run(start)
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == sorted(
+        [LOCK_DIR, STATE_FILE, *(other.name for other in others)]
+    )
+    assert json.loads(path.read_text())["selected_model_key"] is None
+
+
+def test_the_temp_file_of_a_save_in_progress_is_left_alone(tmp_path: Path) -> None:
+    """A store that starts while another process is saving waits for the lock and reads what that save wrote:
+    only temp files nobody holds the lock for are removed."""
+    path = tmp_path / STATE_FILE
+    write_atomic(path, {"models": [], "saved_by": "an earlier save"})
+    slow = subprocess.Popen([sys.executable, "-c", _SLOW_SAVE, str(path)], env=_ENV, stdout=subprocess.PIPE, text=True)
+    try:
+        assert slow.stdout is not None and slow.stdout.readline() == "saving\n"
+        state = read_state(path)
+    finally:
+        assert slow.wait(timeout=60) == 0
+    assert state is not None and state["saved_by"] == "the slow process"
     assert sorted(entry.name for entry in tmp_path.iterdir()) == [LOCK_DIR, STATE_FILE]
