@@ -62,6 +62,13 @@ def test_demo_installs_over_http_loads_streams_and_records_a_replayable_session(
     replica = DemoSession.create(recorded.snapshot_at(0))
     recorded.replay(replica)  # the patches alone rebuild the final state
     assert get_snapshot(replica) == final and final["llama"]["tokens_generated"] == generated
+    unnamed = [entry.seq for entry in recorded.entries if entry.name is None or entry.name.startswith("_")]
+    assert unnamed == []  # every change names its action or flow, in words a user understands
+    later = [entry for entry in recorded.entries if entry.action is None]  # flow segments after an await
+    assert later and all(entry.flow is not None and entry.flow["segment"] > 1 for entry in later)
+    summary = CliRunner().invoke(main, ["replay", str(log)])
+    assert summary.exit_code == 0 and "start_model_download" in summary.output
+    assert "(no action)" not in summary.output
 
 
 def test_second_run_finds_the_model_installed(tmp_path: Path) -> None:
