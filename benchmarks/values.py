@@ -3,6 +3,9 @@ a value field costs at most 2x a str field; plain JSON fields no slower than bef
 
 Prints JSON: microseconds per operation for each field kind, and the ratio to the str field.
     python benchmarks/values.py [--n 20000] [--repeat 5]
+
+For instruction counts, ``--only CASE --op create|write`` runs just that operation ``--n`` times, untimed; run it
+under ``valgrind --tool=callgrind`` with ``--n N`` and ``--n 0`` and divide the difference by N.
 """
 
 from __future__ import annotations
@@ -147,11 +150,31 @@ def measure(n: int, repeat: int) -> dict[str, dict[str, float]]:
     return {name: {key: round(value, 2) for key, value in row.items()} for name, row in figures.items()}
 
 
+def run_only(name: str, op: str, n: int) -> None:
+    """``n`` creates from the JSON form, or ``n`` writes (with an ``on_patch`` listener), of one case, untimed."""
+    cls, values, json_form = CASES[name]
+    snapshot = {"value": json_form}
+    node: Any = cls.create(snapshot)
+    on_patch(node, lambda patch, inverse: None)
+    node.put(values[1])
+    node.put(values[0])
+    for i in range(n):
+        if op == "create":
+            cls.create(snapshot)
+        else:
+            node.put(values[i & 1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--only", choices=list(CASES), help="run one case untimed (for callgrind)")
+    parser.add_argument("--op", choices=["create", "write"], default="create")
     args = parser.parse_args()
+    if args.only is not None:
+        run_only(args.only, args.op, args.n)
+        return
     print(json.dumps(measure(args.n, args.repeat), indent=2))
 
 

@@ -21,7 +21,7 @@ from cattrs.errors import BaseValidationError
 
 from mst_llm.core.base.frozen import FrozenDict, FrozenList, freeze
 from mst_llm.core.base.values import label, value_converter
-from mst_llm.core.kinds.base import Errors, Type, _kind, _show
+from mst_llm.core.kinds.base import MISSING, Errors, Type, _kind, _show
 
 # values whose JSON form is a scalar: their snapshots need no freezing
 _SCALAR_FORMS = (dt.date, dt.time, dt.timedelta, Decimal, uuid.UUID, PurePath, enum.Enum)
@@ -51,12 +51,17 @@ class ValueType(Type):
         self._structure = value_converter.get_structure_hook(annotation)
         self._unstructure = value_converter.get_unstructure_hook(annotation)
         self._scalar_form = isinstance(annotation, type) and issubclass(annotation, _SCALAR_FORMS)
+        # Memos keyed by identity (the hooks are pure functions of their input, and values never change): the
+        # input ``validate`` structured last, which ``create`` is asked for next; the last two values whose JSON
+        # form ``snapshot`` gave, which a write asks for twice each (the equality test, then the patch pair).
+        self._structured: tuple[Any, Any] = (MISSING, None)
+        self._formed: tuple[Any, Any, Any, Any] = (MISSING, None, MISSING, None)
 
     def validate(self, value: Any, path: str, errors: Errors) -> None:
         if type(value) is self.exact:
             return
         try:
-            self._structure(value, self.annotation)
+            self._structured = (value, self._structure(value, self.annotation))
         except Exception as error:
             message = f"expected {self.name} (the value or its JSON form), got {_kind(value)} {_show(value)}"
             errors.append((path, f"{message}: {_reason(error)}"))
@@ -64,12 +69,20 @@ class ValueType(Type):
     def create(self, value: Any) -> Any:
         if type(value) is self.exact:
             return value
+        structured = self._structured
+        if structured[0] is value:
+            return structured[1]
         return self._structure(value, self.annotation)
 
     def snapshot(self, stored: Any) -> Any:
-        if self._scalar_form:
-            return self._unstructure(stored)
-        return freeze(self._unstructure(stored))
+        formed = self._formed
+        if formed[0] is stored:
+            return formed[1]
+        if formed[2] is stored:
+            return formed[3]
+        form = self._unstructure(stored) if self._scalar_form else freeze(self._unstructure(stored))
+        self._formed = (stored, form, formed[0], formed[1])
+        return form
 
 
 def _is_json(value: Any) -> bool:
