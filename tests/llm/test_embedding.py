@@ -14,12 +14,14 @@ from mst_llm import (
     action,
     apply_patch,
     apply_snapshot,
+    get_env,
     get_root,
     get_snapshot,
     model,
     on_patch,
 )
 from mst_llm.llm import LlamaModel, LLMStore, create_llm_store, llm_env
+from mst_llm.llm.persist import STATE_FILE
 from tests.llm.fake_backend import FakeBackend, Faults
 from tests.llm.gguf_factory import write_tiny_llama
 
@@ -83,9 +85,18 @@ def test_without_the_env_entry_the_store_uses_the_default_dir(
 
 
 def test_a_store_made_by_create_llm_store_keeps_its_settings_inside_an_app(tmp_path: Path) -> None:
+    """The issue's first steps: the store placed into an app initializes (it failed with AttributeError), and the
+    app's env stays the user's own."""
     store = create_llm_store(tmp_path / "elsewhere", catalog=[])
-    app = ChatApp.create({"store": store})
+    app = ChatApp.create({"store": store}, env={"greeting": "hi"})
     assert app.store.context.models_dir == tmp_path / "elsewhere"
+
+    async def main() -> None:
+        async with app.store:
+            assert app.store.is_initialized and app.store.error is None
+
+    anyio.run(main)
+    assert get_env(app) == {"greeting": "hi"} and (tmp_path / "elsewhere" / STATE_FILE).is_file()
 
 
 def test_a_snapshot_taken_while_loaded_restores_into_a_usable_app(models_dir: Path) -> None:
