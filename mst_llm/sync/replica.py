@@ -17,7 +17,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
@@ -168,6 +167,7 @@ class Replica:
         self._pending: list[_Pending] = []
         self._inbox: deque[Entry] = deque()
         self._applying = False  # our own writes to the tree (remote entries, rollbacks, on the loop) are not published
+        self._committed = False  # the last of them committed (apply_patch may still raise: a listener did)
         self._gap = False  # the inbox skipped entries: fetch them (or the checkpoint) with XRANGE
         self._resync = False  # after a reconnect: catch up before publishing
         self._checkpoint_due = False
@@ -206,11 +206,12 @@ class Replica:
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
     async def sync(self, timeout: float = 10.0) -> None:
-        """Wait until every local commit is in the stream and this replica has applied the stream up to its top
-        at the time of the call (raises SyncError after ``timeout`` seconds)."""
+        """Wait until every local commit is in the stream, this replica has applied the stream up to its top at
+        the time of the call, and the checkpoint it owes (if any) is stored (raises SyncError after ``timeout``
+        seconds)."""
         deadline = time.monotonic() + timeout
         top = await self._with_retry(self._stream_top, deadline)
-        while self._pending or self.seq < top:
+        while self._pending or self.seq < top or self._checkpoint_due:
             if self._error is not None:
                 raise SyncError(f"replication of {self.stream!r} stopped: {self._error}") from None
             if time.monotonic() > deadline:
@@ -426,16 +427,27 @@ class Replica:
         """Apply consecutive entries as one transaction (each entry whole, one commit and one round of reactions
         for all); if that fails, entry by entry, so that only the one whose patches do not apply is skipped."""
         if len(run) > 1:
-            with suppress(Exception):  # one entry does not apply (apply_patch left the tree as it was): go one by one
-                apply_patch(self.tree, [patch for _, patches in run for patch in patches])
+            patches = [patch for _, entry_patches in run for patch in entry_patches]
+            if self._apply(patches, f"entries {run[0][0]}..{run[-1][0]}") is None:
                 self.seq = run[-1][0]
                 return
-        for seq, patches in run:
-            try:
-                apply_patch(self.tree, patches)
-            except Exception as error:  # the patches do not apply: apply_patch left the tree as it was
+        for seq, entry_patches in run:
+            error = self._apply(entry_patches, f"entry {seq}")
+            if error is not None:
                 self._bad_entry(seq, f"its patches do not apply ({self._scrub(error)})")
             self.seq = seq
+
+    def _apply(self, patches: list[Any], what: str) -> Exception | None:
+        """``apply_patch`` as the replica's own write: None once the patches are in the tree (a listener that
+        raised after the commit is logged), else why they do not apply (then the tree is as it was)."""
+        self._committed = False
+        try:
+            apply_patch(self.tree, patches)
+        except Exception as error:
+            if not self._committed:
+                return error
+            log.warning("a listener raised on %r, %s: %s", self.stream, what, self._scrub(error))
+        return None
 
     def _bad_entry(self, seq: int, problem: str) -> None:
         error = BadEntryError(f"stream {self.stream!r} entry {seq} was skipped: {problem}")
@@ -449,7 +461,9 @@ class Replica:
         try:
             if pending:
                 undo = [patch for item in reversed(pending) for patch in reversed(item.commit.inverse_patches)]
-                apply_patch(self.tree, undo)
+                error = self._apply(undo, "the roll-back of the pending commits")
+                if error is not None:
+                    raise error
             change()
         finally:
             self._applying = False
@@ -482,6 +496,7 @@ class Replica:
         loop = self._loop
         on_loop = loop is None or threading.get_ident() == self._loop_thread
         if self._applying and on_loop:
+            self._committed = True
             return  # ours: remote entries, a rollback (another thread's commit meanwhile is published, not skipped)
         self._count += 1
         self._pending.append(_Pending(f"{self._id}/{self._count}", commit))
@@ -524,11 +539,11 @@ class Replica:
         self._top = max(self._top, seq)
 
     async def _write_checkpoint(self) -> None:
-        self._checkpoint_due = False
         seq = self.seq
         trim = "" if self.retain is None else f"{max(1, seq - self.retain + 1)}-0"
         line = checkpoint_json(seq, get_snapshot(self.tree))
         await self._checkpoint(keys=[self._keys.checkpoint, self.stream], args=[seq, line, trim])
+        self._checkpoint_due = False  # only now: one that failed on a lost connection is written after it
 
     async def _stream_top(self) -> int:
         rows: Any = await self._client.xrevrange(self.stream, "+", "-", count=1)

@@ -23,6 +23,7 @@ from mst_llm import (
     get_snapshot,
     model,
     on_commit,
+    on_patch,
     on_snapshot,
 )
 from mst_llm.sync import BadEntryError, Conflict, ConflictError, Replica, SyncError, replicate
@@ -163,6 +164,37 @@ def test_entries_that_arrive_together_apply_except_the_one_that_does_not(broker:
     assert "its patches do not apply" in str(conflicts[0].error)
     assert snapshot == {"count": 5, "seen": {"a": 1}, "stamp": 0.0} and seq == 3
     assert commits == 2  # the run failed whole (nothing of it stayed), then 1 and 3 applied one by one
+
+
+def test_a_listener_that_raises_does_not_make_entries_apply_twice_or_count_as_bad(
+    broker: Broker, stream: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    def entry(seq: int) -> dict[str, bytes]:
+        patches = [{"op": "replace", "path": "/count", "value": seq}]
+        return {"e": orjson.dumps({"seq": seq, "ts": 0, "action": None, "patches": patches, "inverse_patches": []})}
+
+    def fail(patch: dict[str, Any], _inverse: dict[str, Any]) -> None:
+        raise RuntimeError("a listener's own bug")
+
+    async def run() -> tuple[list[Conflict], int, int, int]:
+        tally = Tally.create()
+        conflicts: list[Conflict] = []
+        commits: list[Commit] = []
+        async with replicate(tally, broker.url, stream) as replica:
+            replica.on_conflict(conflicts.append)
+            on_commit(tally, commits.append)
+            on_patch(tally, fail)  # apply_patch raises after its commit
+            with broker.client() as client, client.pipeline(transaction=True) as together:
+                together.xadd(stream, entry(1), id="1-0")
+                together.xadd(stream, entry(2), id="2-0")
+                together.execute()
+            await replica.sync()
+            return conflicts, tally.count, replica.seq, len(commits)
+
+    conflicts, count, seq, commits = asyncio.run(run())
+    assert conflicts == [] and (count, seq) == (2, 2)
+    assert commits == 1  # the two entries once, together; not again one by one
+    assert "a listener raised on" in caplog.text and "entries 1..2: a listener's own bug" in caplog.text
 
 
 WATCHED: list[Replica] = []  # the replica that Gate.hold watches (once: a rebase re-runs hold, which then just counts)
