@@ -609,13 +609,13 @@ def test_node_arguments_are_recorded_as_their_path_when_the_call_started() -> No
     deck.choose(deck.cards[1])
     deck.add(Card.create({"id": "n", "title": "new"}), before=deck.cards[0])
     assert recorder.actions == [
-        {"name": "discard", "path": "", "args": [{"$MST_NODE_PATH": "/cards/1"}]},
-        {"name": "choose", "path": "", "args": [{"$MST_NODE_PATH": "/cards/1"}]},
+        {"name": "discard", "path": "", "args": [{"$MST_NODE_PATH": "/cards/1", "id": "b"}]},
+        {"name": "choose", "path": "", "args": [{"$MST_NODE_PATH": "/cards/1", "id": "c"}]},
         {
             "name": "add",
             "path": "",
             "args": [{"id": "n", "title": "new"}],  # a node of another tree: its snapshot
-            "kwargs": {"before": {"$MST_NODE_PATH": "/cards/0"}},
+            "kwargs": {"before": {"$MST_NODE_PATH": "/cards/0", "id": "a"}},
         },
     ]
     copy = _deck("a", "b", "c")
@@ -634,15 +634,53 @@ def test_node_paths_are_relative_to_the_listening_node() -> None:
     on_action(deck, on_deck.append)
     on_action(deck.cards[0], on_card.append)
     deck.cards[0].copy_title(deck.cards[1])
-    assert on_table[0]["path"] == "/decks/x/cards/0" and on_table[0]["args"] == [{"$MST_NODE_PATH": "/decks/x/cards/1"}]
-    assert on_deck[0]["path"] == "/cards/0" and on_deck[0]["args"] == [{"$MST_NODE_PATH": "/cards/1"}]
-    assert on_card[0]["path"] == "" and on_card[0]["args"] == [{"$MST_NODE_PATH": "../1"}]
+    assert on_table[0]["path"] == "/decks/x/cards/0" and on_table[0]["args"] == [
+        {"$MST_NODE_PATH": "/decks/x/cards/1", "id": "b"}
+    ]
+    assert on_deck[0]["path"] == "/cards/0" and on_deck[0]["args"] == [{"$MST_NODE_PATH": "/cards/1", "id": "b"}]
+    assert on_card[0]["path"] == "" and on_card[0]["args"] == [{"$MST_NODE_PATH": "../1", "id": "b"}]
     copy = Deck.create(get_snapshot(_deck("a", "b")))
     apply_action(copy, _wire(on_deck))
     assert get_snapshot(copy) == get_snapshot(deck)
     lone = clone(_deck("a", "b").cards[0])
     with pytest.raises(MSTError):
         apply_action(lone, _wire(on_card))  # "../1" leads out of a root
+
+
+def test_a_call_replayed_on_a_changed_tree_finds_its_node_by_identifier() -> None:
+    deck = _deck("a", "b", "c")
+    recorder = record_actions(deck)
+    deck.discard(deck.cards[1])  # recorded as /cards/1, "b"
+    moved = _deck("x", "a", "b", "c")  # a card came in front since: /cards/1 is "a" there
+    apply_action(moved, recorder.actions)
+    assert [card.id for card in moved.cards] == ["x", "a", "c"] and list(moved.gone) == ["b"]
+    gone = _deck("a", "c")
+    with pytest.raises(MSTError, match="identifier 'b'"):
+        apply_action(gone, recorder.actions)
+    assert [card.id for card in gone.cards] == ["a", "c"]
+
+
+def test_nodes_without_an_identifier_are_named_by_path_alone() -> None:
+    @model
+    class Note:
+        text: str = ""
+
+    @model
+    class Pad:
+        notes: list[Note] = []
+        last: str = ""
+
+        @action
+        def read(self, note: Note, notes: list[Note]) -> None:
+            self.last = f"{note.text}/{len(notes)}"
+
+    pad = Pad.create({"notes": [{"text": "one"}, {"text": "two"}]})
+    copy = clone(pad)
+    recorder = record_actions(pad)
+    pad.read(pad.notes[1], pad.notes)
+    assert recorder.actions[0]["args"] == [{"$MST_NODE_PATH": "/notes/1"}, {"$MST_NODE_PATH": "/notes"}]
+    apply_action(copy, _wire(recorder.actions))
+    assert copy.last == "two/2"
 
 
 def test_session_logs_carry_node_paths_and_replay_them(tmp_path: Path) -> None:
@@ -656,7 +694,7 @@ def test_session_logs_carry_node_paths_and_replay_them(tmp_path: Path) -> None:
     assert calls[1] == {
         "name": "move_all",
         "path": "",
-        "args": [[{"$MST_NODE_PATH": "/cards/1"}, {"$MST_NODE_PATH": "/cards/0"}]],
+        "args": [[{"$MST_NODE_PATH": "/cards/1", "id": "c"}, {"$MST_NODE_PATH": "/cards/0", "id": "b"}]],
     }
     copy = Deck.create(initial)
     apply_action(copy, calls)

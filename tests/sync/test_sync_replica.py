@@ -26,6 +26,7 @@ from mst_llm import (
     on_patch,
     on_snapshot,
 )
+from mst_llm import types as t
 from mst_llm.sync import BadEntryError, Conflict, ConflictError, Replica, SyncError, replicate
 
 from .broker import Broker
@@ -113,6 +114,50 @@ def test_what_cannot_be_rerun_is_reported_not_lost(broker: Broker, stream: str) 
     assert patch_conflict.action is not None and patch_conflict.action["name"] == "@APPLY_PATCHES"
     # first won: second's bump fails on the removed key; second won: first's remove runs on k=21
     assert one == {"cells": {}}
+
+
+@model
+class Card(ModelNode):
+    id: t.Identifier
+
+
+@model
+class Deck(ModelNode):
+    cards: list[Card]
+    gone: list[str]
+
+    @action
+    def add(self, card: Card, before: Card) -> None:
+        self.cards.insert(self.cards.index(before), card)
+
+    @action
+    def discard(self, card: Card) -> None:
+        self.gone.append(card.id)
+        self.cards.remove(card)
+
+
+def test_a_rerun_action_finds_its_node_arguments_by_identifier(broker: Broker, stream: str) -> None:
+    """A lost race re-runs the loser's action on the winner's state, where the node it was given may have moved:
+    the recorded identifier finds it (by path alone, ``discard`` would drop the card that took its place)."""
+
+    async def run() -> tuple[Any, Any, list[Conflict]]:
+        first = Deck.create({"cards": [{"id": "a"}, {"id": "b"}, {"id": "c"}]})
+        second = Deck.create(get_snapshot(first))
+        conflicts: list[Conflict] = []
+        async with replicate(first, broker.url, stream) as a, replicate(second, broker.url, stream) as b:
+            a.on_conflict(conflicts.append)
+            b.on_conflict(conflicts.append)
+            # both before either publishes, so one re-runs its action on the other's state (in practice first's:
+            # by path alone its discard would drop "a", which second's insert moved to /cards/1)
+            first.discard(first.cards[1])
+            second.add(Card.create({"id": "x"}), second.cards[0])
+            await settle(a, b)
+            return get_snapshot(first), get_snapshot(second), conflicts
+
+    one, two, conflicts = asyncio.run(run())
+    assert one == two == replay(broker, stream)
+    assert [card["id"] for card in one["cards"]] == ["x", "a", "c"] and one["gone"] == ["b"]
+    assert conflicts == []
 
 
 def test_a_garbage_entry_is_reported_and_skipped(broker: Broker, stream: str) -> None:

@@ -349,15 +349,33 @@ def apply_action(node: Any, call: dict[str, Any] | list[dict[str, Any]]) -> Any:
 
 
 def _with_nodes(base: Any, value: Any) -> Any:
-    """A recorded argument with each ``{"$MST_NODE_PATH": path}`` replaced by the node at that path from ``base``
-    (the node the call was recorded on)."""
+    """A recorded argument with each ``{"$MST_NODE_PATH": path}`` (and ``"id"``) replaced by the node it names,
+    from ``base`` (the node the call was recorded on)."""
     if isinstance(value, list):
         return [_with_nodes(base, item) for item in value]
     if isinstance(value, dict):
-        if len(value) == 1 and isinstance(value.get(NODE_PATH), str):
-            return resolve_path(base, value[NODE_PATH])
+        path = value.get(NODE_PATH)
+        if isinstance(path, str) and value.keys() <= {NODE_PATH, "id"}:
+            return _recorded_node(base, path, value.get("id"))
         return {key: _with_nodes(base, item) for key, item in value.items()}
     return value
+
+
+def _recorded_node(base: Any, path: str, identifier: str | None) -> Any:
+    """The node at ``path`` from ``base``; for a node recorded with its identifier, the node in the tree that has
+    it when the one at ``path`` does not (the tree changed since the call, as when a replica re-runs it on a newer
+    state): by identifier, a call never acts on another node than the one it was given."""
+    if identifier is None:
+        return resolve_path(base, path)
+    found = try_resolve(base, path)
+    if is_state_tree_node(found) and found._mst_identifier() == identifier:
+        return found
+    holders = [nodes[identifier] for nodes in tree_of(_node(base)).ids.values() if identifier in nodes]
+    if is_state_tree_node(found) and len(holders) > 1:
+        holders = [holder for holder in holders if type(holder) is type(found)]
+    if len(holders) != 1:
+        raise MSTError(f"the call names the node with identifier {identifier!r} (then at {path!r}): not in the tree")
+    return holders[0]
 
 
 _hints: weakref.WeakKeyDictionary[Callable[..., Any], dict[str, Any]] = weakref.WeakKeyDictionary()

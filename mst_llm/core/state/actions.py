@@ -13,7 +13,8 @@ from mst_llm.core.base.values import is_value_annotation, value_converter
 from mst_llm.core.state.change import relative_path
 from mst_llm.core.state.node import is_node, path_parts_of, root_of, snapshot_of
 
-NODE_PATH = "$MST_NODE_PATH"  # the JSON form of a node argument in the call's tree: {NODE_PATH: its path}
+# the JSON form of a node argument in the call's tree: {NODE_PATH: its path}, and "id": its identifier if it has one
+NODE_PATH = "$MST_NODE_PATH"
 
 _call_ids = itertools.count(1)
 
@@ -33,8 +34,8 @@ class ActionCall:
         self.kwargs = kwargs
         self.parent_call: ActionCall | None = parent
         self.id = next(_call_ids)
-        # (the context's path parts, id(node) -> (path parts, None) or (None, snapshot)) for node arguments, noted
-        # by ``pin_nodes`` when the call started
+        # (the context's path parts, id(node) -> (path parts, identifier) or (None, snapshot)) for node arguments,
+        # noted by ``pin_nodes`` when the call started
         self.pinned: tuple[list[Any], dict[int, tuple[list[Any] | None, Any]]] | None = None
 
     def __repr__(self) -> str:
@@ -79,7 +80,7 @@ def pin_nodes(call: ActionCall) -> None:
     not all PLAIN_ARGUMENTS.)"""
     forms: dict[int, tuple[list[Any] | None, Any]] = {}
     for node in _nodes_in((*call.args, *call.kwargs.values())):
-        forms[id(node)] = (path_parts_of(node), None) if root_of(node) is call.tree else (None, snapshot_of(node))
+        forms[id(node)] = _node_place(node, call.tree)
     if forms:
         call.pinned = (path_parts_of(call.context), forms)
 
@@ -112,8 +113,9 @@ def serialise_call(call: ActionCall | FlowSegment, depth: int) -> dict[str, Any]
 
 
 def _node_form(call: ActionCall | FlowSegment, depth: int) -> Callable[[Any], Any]:
-    """How ``serialise_call`` writes a node argument: ``{NODE_PATH: path}``, the path relative to the listener's
-    node (``depth`` levels above the call's), when it is in the call's tree, else its snapshot; as ``pin_nodes``
+    """How ``serialise_call`` writes a node argument: ``{NODE_PATH: path, "id": identifier}``, the path relative to
+    the listener's node (``depth`` levels above the call's) and the identifier if it has one, when it is in the
+    call's tree, else its snapshot; as ``pin_nodes``
     noted them when the call started (a flow's later segments, never pinned, name them as they are now)."""
     pinned = call.pinned if isinstance(call, ActionCall) else None
     context_parts, forms = pinned if pinned is not None else (path_parts_of(call.context), {})
@@ -121,13 +123,22 @@ def _node_form(call: ActionCall | FlowSegment, depth: int) -> Callable[[Any], An
     root = root_of(call.context)
 
     def node_form(node: Any) -> Any:
-        found = forms.get(id(node))
-        if found is None:
-            found = (path_parts_of(node), None) if root_of(node) is root else (None, snapshot_of(node))
-        parts, snapshot = found
-        return snapshot if parts is None else {NODE_PATH: relative_pointer(base, parts)}
+        parts, detail = forms.get(id(node)) or _node_place(node, root)
+        if parts is None:
+            return detail  # the snapshot of a node of another tree
+        form = {NODE_PATH: relative_pointer(base, parts)}
+        if detail is not None:
+            form["id"] = detail
+        return form
 
     return node_form
+
+
+def _node_place(node: Any, root: Any) -> tuple[list[Any] | None, Any]:
+    """(path parts, identifier or None) of a node in ``root``'s tree; (None, its snapshot) of any other node."""
+    if root_of(node) is root:
+        return path_parts_of(node), node._mst_identifier()
+    return None, snapshot_of(node)
 
 
 def to_json_value(value: Any, node_form: Callable[[Any], Any]) -> Any:
