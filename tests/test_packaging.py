@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,19 @@ def test_the_core_dependencies_and_the_license() -> None:
     assert any(requirement.startswith("llama-cpp-python") for requirement in extras["llm"])
     assert project["license"] == "MIT"
     assert (ROOT / "LICENSE").read_text(encoding="utf-8").startswith("MIT License")
+
+
+def test_the_wheel_ships_the_devtools_page(tmp_path: Path) -> None:
+    """The page's static files are package data: a wheel built from this tree holds them, byte for byte."""
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(tmp_path)]
+    done = subprocess.run([*command, str(ROOT)], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    (wheel,) = tmp_path.glob("mst_llm-*.whl")
+    prefix = "mst_llm/devtools/static/"
+    expected = {prefix + path.name: path.read_bytes() for path in (ROOT / prefix).iterdir()}
+    assert {prefix + name for name in ("index.html", "app.js", "style.css")} <= set(expected)
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        shipped = {name: archive.read(name) for name in names if name.startswith(prefix)}
+    assert shipped == expected
+    assert "mst_llm/devtools/server.py" in names and "mst_llm/py.typed" in names

@@ -1,11 +1,17 @@
-"""The devtools page in headless Chromium: tree, scrubbing, diff, who-changed, timeline, LLM panel, live follow.
+"""The devtools page in headless Chromium: tree, scrubbing, diff, who-changed, timeline, LLM panel, live follow,
+and `mst-llm devtools --demo`.
 
 Screenshots of each view land in the test's tmp dir."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -14,6 +20,7 @@ from typing import Any
 from playwright.sync_api import Page
 
 from mst_llm import SessionLog, action, escape_json_path, get_snapshot, model
+from mst_llm.cli.demo import DEFAULT_KEY, DEFAULT_PROMPT
 from mst_llm.devtools import DevtoolsServer, serve
 from tests.devtools.conftest import LONG_PROMPT
 
@@ -169,3 +176,59 @@ def test_follows_a_live_tree_and_travels_in_time(page: Page, tmp_path: Path) -> 
         page.click("#travel")
         page.wait_for_function("() => document.getElementById('length').textContent === '6'")
         assert get_snapshot(counter) == {"value": 3, "log": ["bumped by 1", "bumped by 2"]}
+
+
+def test_the_demo_command_opens_on_the_demo_session_with_its_llm_panel(
+    page: Page, tiny_model: Path, tmp_path: Path
+) -> None:
+    """`mst-llm devtools --demo` as a user runs it (a real process, the demo in its child) on the tiny model."""
+    models, scratch = tmp_path / "models", tmp_path / "tmp"
+    models.mkdir()
+    scratch.mkdir()
+    shutil.copy(tiny_model, models / "tiny.gguf")  # installed already: the catalog's URL is never fetched
+    catalog = tmp_path / "catalog.json"
+    entry = {"key": DEFAULT_KEY, "display_name": "Tiny", "filename": "tiny.gguf", "url": "https://example.invalid/x"}
+    catalog.write_text(json.dumps([entry]))
+    env = {**os.environ, "MST_LLM_MODELS_DIR": str(models), "MST_LLM_CATALOG": str(catalog), "TMPDIR": str(scratch)}
+    output = tmp_path / "output.txt"
+    with output.open("wb") as out:
+        child = subprocess.Popen([sys.executable, "-m", "mst_llm.cli", "devtools", "--demo"], stdout=out, env=env)
+    try:
+        url = wait_for_line(output, "devtools: ", child)
+        assert url.startswith("http://127.0.0.1:") and "token=" in url
+        wait_for_line(output, "  mst-llm replay ", child)  # the demo ended: its log is complete
+        (log_path,) = scratch.glob("mst_llm-devtools-*/demo.jsonl")
+        log = SessionLog.open(log_path)
+        page.goto(url)
+        page.wait_for_function("n => document.getElementById('tree').dataset.seq === String(n)", arg=len(log))
+        assert (page.text_content("#source") or "").startswith("DemoSession · ")
+        final = log.snapshot_at(len(log))
+        assert shown_leaves(page) == leaves(final)
+        assert final["prompt"] == DEFAULT_PROMPT and final["llama"]["generations"] == 1
+        assert page.locator("#timeline tbody tr").count() > 0
+        page.click('#tabs [data-tab="llm"]')
+        card = page.locator('#llm .model[data-at="/llama"]')
+        card.wait_for()
+        assert card.locator(".llm-state").text_content() == final["llama"]["state"] == "released"
+        assert f"{final['llama']['tokens_generated']} tokens in 1 generations" in (card.text_content() or "")
+        (row,) = page.locator('#llm .store[data-at="/store"] tbody tr').all()
+        assert final["store"]["models"][0]["progress"] == 100.0  # ModelInfo.progress is a percentage
+        assert (row.locator("td").nth(2).text_content() or "").strip() == "100 %"
+        assert row.locator(".bar > span").get_attribute("style") == "width:100%"
+        page.screenshot(path=tmp_path / "demo.png", full_page=True)
+    finally:
+        child.send_signal(signal.SIGINT)  # Ctrl-C: the command stops its demo child and its server
+        assert child.wait(timeout=30) == 130  # "interrupted: SIGINT", as after Ctrl-C
+    assert not list(scratch.glob("mst_llm-devtools-*")), "the command left its temporary directory behind"
+
+
+def wait_for_line(path: Path, prefix: str, child: subprocess.Popen[bytes], timeout: float = 180) -> str:
+    """The rest of the first line of ``path`` that starts with ``prefix``, once a process has written it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in path.read_text().splitlines():
+            if line.startswith(prefix):
+                return line[len(prefix) :]
+        assert child.poll() is None, f"the command ended ({child.returncode}): {path.read_text()}"
+        time.sleep(0.1)
+    raise AssertionError(f"no line starting {prefix!r} within {timeout} s: {path.read_text()}")

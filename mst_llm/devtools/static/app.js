@@ -236,7 +236,7 @@ async function loadLLM() {
       el("table", {}, el("thead", {}, el("tr", {}, ...["model", "status", "download", "error"].map((h) => el("th", {}, h)))),
         el("tbody", {}, ...store.models.map((info) => el("tr", {},
           el("td", {}, info.key + (info.key === store.selected ? " (selected)" : "")), el("td", {}, info.status),
-          el("td", {}, bar(info.progress), ` ${(info.progress * 100).toFixed(0)} %`), el("td", {}, info.error || "")))))));
+          el("td", {}, bar(info.progress / 100), ` ${info.progress.toFixed(0)} %`), el("td", {}, info.error || "")))))));  // progress is 0-100
   }
   $("llm").replaceChildren(...cards);
 }
