@@ -33,26 +33,31 @@ def _start_demo(log_path: Path) -> subprocess.Popen[bytes]:
     epilog=examples(
         "mst-llm devtools session.jsonl       the page for a log (follows it while it grows)",
         "mst-llm devtools --demo              run the demo and watch its tree live",
+        "mst-llm devtools redis://127.0.0.1:6379/0#app   a replicated stream (mst_llm.sync), followed live",
         "mst-llm devtools log.jsonl --port 8765",
     )
 )
-@click.argument("source", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("source", required=False)
 @click.option("--demo", is_flag=True, help="Run `mst-llm demo` and show its session while it runs.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (warns if not loopback).")
 @click.option("--port", default=0, show_default=True, help="Port to listen on (0: any free port).")
 @debug_option
-def devtools(source: Path | None, demo: bool, host: str, port: int) -> None:
-    """Open a session log in the browser devtools: state tree, timeline, any past state, diffs, LLM panel.
+def devtools(source: str | None, demo: bool, host: str, port: int) -> None:
+    """Open a session log (a file, or a replicated stream: redis://host:port/db#stream) in the browser devtools:
+    state tree, timeline, any past state, diffs, LLM panel.
 
     Prints the page's URL (it holds the access token) and serves until Ctrl-C.
     """
     if (source is None) == (not demo):
         raise click.UsageError("give a session-log file or --demo (one of them)")
+    if source is not None and "://" not in source and not Path(source).is_file():
+        raise click.BadParameter(f"no session-log file at {source}", param_hint="SOURCE")
     with tempfile.TemporaryDirectory(prefix="mst_llm-devtools-") as workdir:
         child = None
         if demo:
-            source = Path(workdir) / "demo.jsonl"
-            child = _start_demo(source)
+            demo_log = Path(workdir) / "demo.jsonl"
+            child = _start_demo(demo_log)
+            source = str(demo_log)
         try:
             with serve(source, host=host, port=port) as server:
                 click.echo(f"devtools: {server.url}")

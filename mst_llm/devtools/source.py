@@ -12,11 +12,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mst_llm import SessionLog, apply_snapshot, is_state_tree_node, record_session
+from mst_llm import SessionLog, SessionLogError, apply_snapshot, is_state_tree_node, record_session
 from mst_llm.devtools.errors import DevtoolsError
 from mst_llm.devtools.llm_panel import llm_panel
 from mst_llm.devtools.pointer import overlaps, resolve
-from mst_llm.devtools.text import call_text, shorten
+from mst_llm.devtools.text import call_text
 
 MAX_PAGE = 500  # most timeline entries per request
 MAX_PATCHES = 2000  # most patches per diff answer (the total is always given)
@@ -45,6 +45,8 @@ class Source:
         self._workdir = workdir
         self._recorder = record_session(tree, path, meta={"source": "mst_llm.devtools"}) if tree is not None else None
         self._log = SessionLog.open(path)
+        # what the page names: the file, or a stream's URL as its reader prints it (without credentials)
+        self.name: str = getattr(self._log, "url", None) or str(self._log.path)
         self._names: list[str] = []  # action name per seq, filled when the timeline is first filtered
 
     @property
@@ -71,7 +73,7 @@ class Source:
         with self._fresh():
             header = self._log.header or {}
             return {
-                "file": str(self._log.path),
+                "file": self.name,
                 "root_type": header.get("root_type"),
                 "library_version": header.get("library_version"),
                 "started": header.get("started"),
@@ -154,19 +156,26 @@ class Source:
         """Stop recording a live tree and remove its temporary log."""
         if self._recorder is not None:
             self._recorder.close()
+        close_log = getattr(self._log, "close", None)  # a stream's reader holds a connection and a file copy
+        if close_log is not None:
+            close_log()
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
 
 
 def open_source(tree_or_source: Any) -> Source:
-    """A live tree (recorded to a temporary log), a session-log path, or an open SessionLog."""
+    """A live tree (recorded to a temporary log), a session-log path, an open SessionLog, or the URL of a replicated
+    stream (``redis://host:port/db#stream``, read with ``SessionLog.open`` through mst_llm.sync)."""
     if is_state_tree_node(tree_or_source):
         workdir = Path(tempfile.mkdtemp(prefix="mst_llm-devtools-"))
         return Source(workdir / "live.jsonl", tree=tree_or_source, workdir=workdir)
     if isinstance(tree_or_source, SessionLog):
         return Source(tree_or_source.path)
-    if isinstance(tree_or_source, str) and "://" in tree_or_source:
-        raise DevtoolsError(f"cannot open {shorten(tree_or_source, 60)}: only session-log files and live trees")
+    if isinstance(tree_or_source, str) and "://" in tree_or_source:  # a replicated stream (redis://host/db#name)
+        try:
+            return Source(tree_or_source)
+        except SessionLogError as error:  # (its message never holds the URL's credentials)
+            raise DevtoolsError(f"cannot open the stream: {error}") from None
     if isinstance(tree_or_source, str | os.PathLike):
         if not Path(tree_or_source).is_file():
             raise DevtoolsError(f"no session log at {tree_or_source}")

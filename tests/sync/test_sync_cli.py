@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+
 from mst_llm import SessionLog, get_snapshot
 from mst_llm.sync import replicate
 
@@ -85,3 +87,26 @@ def test_replay_follows_a_live_stream(broker: Broker, stream: str) -> None:
         assert follower.wait(timeout=60) == 0, follower.stderr.read() if follower.stderr else ""
     assert [entry["seq"] for entry in printed] == [1, 2, 3, 4, 5, 6]
     assert [entry["action"]["args"] for entry in printed[3:]] == [[], ["c"], ["d"]]
+
+
+def test_devtools_serve_a_stream_and_follow_it(broker: Broker, stream: str) -> None:
+    """`mst-llm devtools redis://...#stream`: the page reads the stream and sees entries appended later."""
+    record(broker, stream)
+    url = f"{broker.url.replace('redis://', 'redis://default:hunter22@')}#{stream}"
+    assert "hunter22" in url  # (a password the broker does not ask for: it must not show on the page)
+    with subprocess.Popen([MST_LLM, "devtools", url], stdout=subprocess.PIPE, text=True) as child:
+        try:
+            assert child.stdout is not None
+            page = child.stdout.readline().split()[-1]
+            client = httpx.Client(base_url=page.split("?")[0], params={"token": page.split("token=")[1]}, timeout=30)
+            info = client.get("api/info").json()
+            assert info["length"] == 3 and info["root_type"] == "Tally" and "hunter22" not in json.dumps(info)
+            final = record(broker, stream, "c")  # another replica appends two entries while the page is open
+            assert client.get("api/info").json()["length"] == 5
+            assert client.get("api/state", params={"seq": 5}).json()["state"] == final
+            names = [row["name"] for row in client.get("api/entries", params={"offset": 0}).json()["entries"]]
+            assert names == ["increment", "record", "record", "increment", "record"]
+        finally:
+            child.terminate()
+    missing = subprocess.run([MST_LLM, "devtools", f"{url}-missing"], capture_output=True, text=True, timeout=60)
+    assert missing.returncode != 0 and "-missing" in missing.stderr and "hunter22" not in missing.stderr
