@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar, Union
 
 import attrs
 
-from mst_llm.core.base.values import is_value_annotation
+from mst_llm.core.base.values import is_value_annotation, label
 from mst_llm.core.kinds.base import (
     BOOL,
     FLOAT,
@@ -111,7 +111,13 @@ def to_type(annotation: Any, namespace: Mapping[str, Any] | None = None) -> Type
         if len(present) > 1 and is_value_annotation(annotation):  # values (``datetime | int``): one value type
             value = ValueType(functools.reduce(operator.or_, present))
             return Nullable(value) if len(present) < len(args) else value
-        return union_of([to_type(arg, namespace) for arg in args])
+        members = [to_type(arg, namespace) for arg in args]
+        known = [member for member in members if member is not NONE and not isinstance(member, LateType)]
+        if any(member.is_node for member in known) and not all(member.is_node for member in known):
+            raise TypeError(
+                f"{label(annotation)}: a union holds either tree nodes (models, lists, dicts) or values, not both"
+            )
+        return union_of(members)
     if origin is list or annotation is list:
         return ListType(to_type(args[0], namespace) if args else FrozenType())
     if origin is dict or annotation is dict:
