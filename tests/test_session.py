@@ -6,7 +6,7 @@ import contextlib
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import pytest
@@ -175,14 +175,17 @@ def test_replay_refuses_another_type(tmp_path: Path) -> None:
         SessionLog.open(path).replay(Task.create({"id": "q"}))
 
 
-def test_checkpoints_are_written_and_used(tmp_path: Path) -> None:
+@pytest.mark.parametrize("flush", ["line", "batch"])
+def test_checkpoints_are_written_and_used(tmp_path: Path, flush: Literal["line", "batch"]) -> None:
     path = tmp_path / "s.jsonl"
     board = Board.create({})
     states = [get_snapshot(board)]
     on_snapshot(board, states.append)
-    with record_session(board, path, checkpoint_every=2) as recorder:
+    with record_session(board, path, checkpoint_every=2, flush=flush) as recorder:
         for i in range(40):
             board.note(f"k{i % 3}", "v" * i)  # entries outgrow the small snapshot, so checkpoints happen
+            if flush == "batch":
+                recorder.flush()  # as the timer does: the checkpoint rule knows the size of the entries it wrote
         recorder.checkpoint()
     kinds = [json.loads(line).keys() for line in path.read_text().splitlines()]
     checkpoints = sum("checkpoint" in keys for keys in kinds)
@@ -315,6 +318,18 @@ def test_a_log_iterates_over_its_entries(tmp_path: Path) -> None:
     log = SessionLog.open(path)
     assert [entry.seq for entry in log] == list(range(1, len(log) + 1))
     assert [entry.name for entry in log] == [entry.name for entry in log.entries]
+
+
+def test_each_line_reaches_the_file_before_the_action_returns(tmp_path: Path) -> None:
+    """flush="line" (the default), no fsync: another reader sees every entry as soon as its action returned."""
+    path = tmp_path / "s.jsonl"
+    board = Board.create({})
+    with record_session(board, path):
+        for count in range(1, 6):
+            board.add(f"card {count}")
+            log = SessionLog.open(path)  # its own file descriptor
+            assert len(log) == count and not log.truncated
+            assert log.entry(count).ts == pytest.approx(time.time(), abs=5)
 
 
 def test_batch_flush_writes_within_50_ms_and_on_close(tmp_path: Path) -> None:

@@ -83,6 +83,20 @@ def _dumps(value: Any) -> bytes:
         return (encode_json(value) + "\n").encode()
 
 
+def _entry(
+    seq: int,
+    ts: float,
+    action: dict[str, Any] | None,
+    patches: Sequence[dict[str, Any]],
+    inverse_patches: Sequence[dict[str, Any]],
+    flow: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    entry = {"seq": seq, "ts": ts, "action": action, "patches": patches, "inverse_patches": inverse_patches}
+    if flow is not None:
+        entry["flow"] = flow
+    return entry
+
+
 def entry_line(
     seq: int,
     ts: float,
@@ -91,14 +105,15 @@ def entry_line(
     inverse_patches: Sequence[dict[str, Any]],
     flow: dict[str, Any] | None = None,
 ) -> bytes:
-    entry = {"seq": seq, "ts": ts, "action": action, "patches": patches, "inverse_patches": inverse_patches}
-    if flow is not None:
-        entry["flow"] = flow
-    return _dumps(entry)
+    return _dumps(_entry(seq, ts, action, patches, inverse_patches, flow))
+
+
+def _checkpoint(seq: int, ts: float, snapshot: Any) -> dict[str, Any]:
+    return {"checkpoint": seq, "ts": ts, "snapshot": snapshot}
 
 
 def checkpoint_line(seq: int, ts: float, snapshot: Any) -> bytes:
-    return _dumps({"checkpoint": seq, "ts": ts, "snapshot": snapshot})
+    return _dumps(_checkpoint(seq, ts, snapshot))
 
 
 def header_line(root_type: str, snapshot: Any, meta: Any) -> bytes:
@@ -143,7 +158,7 @@ class SessionRecorder:
         self.path = Path(path)
         self.fsync = fsync
         self.flush_mode = flush
-        self._pending: list[bytes] = []  # flush="batch": lines not written yet
+        self._pending: list[dict[str, Any]] = []  # flush="batch": entries and checkpoints not written yet
         self._pending_lock = threading.Lock()
         self._timer: threading.Timer | None = None
         self.checkpoint_every = checkpoint_every
@@ -157,57 +172,93 @@ class SessionRecorder:
         except BaseException:
             self.close()
             raise
-        self._dispose = on_commit(node, self._on_commit)
+        self._dispose = on_commit(node, self._on_commit_line if flush == "line" else self._on_commit_batch)
 
-    def _write(self, data: bytes) -> int:
+    def _on_commit_line(self, commit: Any) -> None:
+        """flush="line": encode the entry and hand it to the OS (one ``os.write``) before the action returns."""
+        fd = self._fd
+        if fd is None:
+            return
+        self.seq = seq = self.seq + 1
+        line = _dumps(
+            _entry(seq, commit.committed_at, commit.action, commit.patches, commit.inverse_patches, commit.flow)
+        )
+        written = os.write(fd, line)
+        if written < len(line) or self.fsync:
+            self._write_now(line, written)
+        if self.checkpoint_every:
+            self._since_checkpoint += 1
+            self._bytes_since_checkpoint += len(line)
+            if self._since_checkpoint >= self.checkpoint_every:
+                self._checkpoint_if_due()
+
+    def _on_commit_batch(self, commit: Any) -> None:
+        """flush="batch": keep the entry; the timer thread encodes and writes what it holds every 50 ms. The action
+        call is read here, since it names the call's node where it is now (the node may move later)."""
+        if self._fd is None:
+            return
+        self.seq = seq = self.seq + 1
+        self._hold(_entry(seq, commit.committed_at, commit.action, commit.patches, commit.inverse_patches, commit.flow))
+        if self.checkpoint_every:
+            self._since_checkpoint += 1  # (flush counts the entry's bytes once it has encoded it)
+            if self._since_checkpoint >= self.checkpoint_every:
+                self._checkpoint_if_due()
+
+    def _checkpoint_if_due(self) -> None:
+        """Enough entries since the last checkpoint: write one once they also outweigh it."""
+        if self._bytes_since_checkpoint >= CHECKPOINT_SIZE_FACTOR * self._last_checkpoint_bytes:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Write the current snapshot, so readers need not replay the entries before it."""
+        checkpoint = _checkpoint(self.seq, time.time(), get_snapshot(self.node))
+        self._since_checkpoint = 0
         if self.flush_mode == "line":
-            return self._write_now(data)
+            self._bytes_since_checkpoint = 0
+            self._last_checkpoint_bytes = self._write_now(_dumps(checkpoint))
+        else:
+            self._hold(checkpoint, checkpoint=True)
+
+    def _hold(self, item: dict[str, Any], *, checkpoint: bool = False) -> None:
         with self._pending_lock:
-            self._pending.append(data)
+            if checkpoint:  # (flush counts the bytes of the entries held after it; see there)
+                self._bytes_since_checkpoint = 0
+            self._pending.append(item)
             if self._timer is None:
                 self._timer = threading.Timer(BATCH_INTERVAL, self.flush)
                 self._timer.daemon = True
                 self._timer.start()
-        return len(data)
 
     def flush(self) -> None:
-        """Write the lines that flush="batch" holds back (called every 50 ms while there are any)."""
+        """Encode and write the entries that flush="batch" holds back (called every 50 ms while there are any)."""
         with self._pending_lock:
             self._timer = None
-            data, self._pending = b"".join(self._pending), []
-            if data and self._fd is not None:
-                self._write_now(data)
+            items, self._pending = self._pending, []
+            if not items or self._fd is None:
+                return
+            lines = [_dumps(item) for item in items]
+            # the checkpoint rule's bytes: those of the entries held after the last checkpoint, which set the count
+            # back to 0 when it was taken (the entries held before it belong to the stretch it closed)
+            counted = 0
+            for item, line in zip(items, lines, strict=True):
+                if "checkpoint" in item:
+                    self._last_checkpoint_bytes = len(line)
+                    counted = 0
+                else:
+                    counted += len(line)
+            self._bytes_since_checkpoint += counted
+            self._write_now(b"".join(lines))
 
-    def _write_now(self, data: bytes) -> int:
+    def _write_now(self, data: bytes, written: int = 0) -> int:
+        """Write ``data`` from byte ``written`` on (the bytes before it were written already), fsync if asked."""
         assert self._fd is not None
-        written = os.write(self._fd, data)
+        if not written:
+            written = os.write(self._fd, data)
         while written < len(data):  # regular files rarely write short, but never lose the rest
             written += os.write(self._fd, data[written:])
         if self.fsync:
             os.fsync(self._fd)
         return len(data)
-
-    def _on_commit(self, entry: Any) -> None:
-        if self._fd is None:
-            return
-        self.seq += 1
-        size = self._write(
-            entry_line(self.seq, time.time(), entry.action, entry.patches, entry.inverse_patches, entry.flow)
-        )
-        if self.checkpoint_every:
-            self._since_checkpoint += 1
-            self._bytes_since_checkpoint += size
-            if (
-                self._since_checkpoint >= self.checkpoint_every
-                and self._bytes_since_checkpoint >= CHECKPOINT_SIZE_FACTOR * self._last_checkpoint_bytes
-            ):
-                self.checkpoint()
-
-    def checkpoint(self) -> None:
-        """Write the current snapshot, so readers need not replay the entries before it."""
-        line = checkpoint_line(self.seq, time.time(), get_snapshot(self.node))
-        self._last_checkpoint_bytes = self._write(line)
-        self._since_checkpoint = self._bytes_since_checkpoint = 0
 
     @property
     def closed(self) -> bool:
