@@ -196,10 +196,12 @@ def test_the_demo_command_opens_on_the_demo_session_with_its_llm_panel(
     try:
         url = wait_for_line(output, "devtools: ", child)
         assert url.startswith("http://127.0.0.1:") and "token=" in url
+        refused = page.goto(url.split("?")[0])  # the page without its token
+        assert refused is not None and refused.status == 403
+        page.goto(url)  # while the demo runs: the page follows its growing log
         wait_for_line(output, "  mst-llm replay ", child)  # the demo ended: its log is complete
         (log_path,) = scratch.glob("mst_llm-devtools-*/demo.jsonl")
         log = SessionLog.open(log_path)
-        page.goto(url)
         page.wait_for_function("n => document.getElementById('tree').dataset.seq === String(n)", arg=len(log))
         assert (page.text_content("#source") or "").startswith("DemoSession · ")
         final = log.snapshot_at(len(log))

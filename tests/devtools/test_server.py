@@ -6,8 +6,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -48,6 +51,18 @@ def test_every_request_needs_the_token(log_path: Path) -> None:
         for path in ("", "api/info", "api/state?seq=1", "api/events", "static/app.js"):
             assert httpx.get(root + path).status_code == 403, path
             assert httpx.get(root + path, params={"token": "x" + server.token}).status_code == 403, path
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_serves_from_inside_an_asyncio_or_a_trio_app(log_path: Path, backend: str) -> None:
+    async def app() -> Any:
+        with serve(log_path) as server:
+            async with httpx.AsyncClient() as client:
+                answer = await client.get(f"{base(server.url)}api/info", params={"token": server.token})
+                return answer.json()
+
+    with ThreadPoolExecutor(1) as pool:  # a thread of its own: Playwright's sync API may keep a loop running here
+        assert pool.submit(anyio.run, app, backend=backend).result()["length"] == 3
 
 
 def test_a_foreign_host_header_is_refused(log_path: Path) -> None:
