@@ -25,6 +25,7 @@ from mst_llm import (
     is_alive,
     is_state_tree_node,
     model,
+    on_commit,
     on_patch,
     on_snapshot,
     record_patches,
@@ -1324,3 +1325,41 @@ def _names_path(error: BaseException, path: str) -> bool:
         return True
     errors = getattr(error, "errors", None) or []
     return any(path in str(p) or path.lstrip("/") in str(p) for p, _ in errors)
+
+
+@model
+class _Row:
+    id: t.Identifier
+    text: str = ""
+
+
+@model
+class _Rows:
+    rows: list[_Row]
+
+    @action
+    def splice(self, start: int, count: int, snapshots: list[dict[str, Any]]) -> None:
+        self.rows[start : start + count] = snapshots
+
+
+def test_a_splice_replacing_nodes_by_equal_ones_emits_patches_that_replay_it() -> None:
+    """The action replaces the nodes (the old ones die) with equal snapshots: a whole-list ``replace`` by an equal
+    list would reconcile to nothing when applied, so the patches name the items and the copy changes too."""
+    rows = _Rows.create({"rows": [{"id": "a", "text": "x"}, {"id": "b"}]})
+    replica = _Rows.create(get_snapshot(rows))
+    replica_first = replica.rows[0]
+    patches: list[dict[str, Any]] = []
+    on_patch(rows, lambda patch, _inverse: patches.append(patch))
+    rows.splice(0, 2, [{"id": "a", "text": "x"}, {"id": "b"}])
+    assert patches == [
+        {"op": "remove", "path": "/rows/1"},
+        {"op": "remove", "path": "/rows/0"},
+        {"op": "add", "path": "/rows/0", "value": {"id": "a", "text": "x"}},
+        {"op": "add", "path": "/rows/1", "value": {"id": "b", "text": ""}},
+    ]
+    commits: list[Any] = []
+    on_commit(replica, commits.append)
+    apply_patch(replica, patches)
+    assert len(commits) == 1
+    assert get_snapshot(replica) == get_snapshot(rows)
+    assert replica.rows[0] is not replica_first  # replaced there too, as in the original

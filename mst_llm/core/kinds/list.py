@@ -258,8 +258,10 @@ class ListNode(ContainerNode, list[Any]):  # type: ignore[misc]  # hashed by ide
         item_snapshot = self._type.item.snapshot
         if remove_count and len(items) == _list_len(self):
             old = frozen_list([item_snapshot(value) for value in removed])
-            record(tx, where, "replace", self._mst_snapshot(), old)
-            return
+            new = self._mst_snapshot()
+            if new != old:  # (new nodes equal to the old ones: a replace by an equal list would change nothing when
+                record(tx, where, "replace", new, old)  # applied, so the patches name them item by item)
+                return
         below = [(consumer, depth + 1) for consumer, depth in consumers]
         for offset in range(remove_count - 1, -1, -1):
             record(tx, ([index + offset, *keys], below), "remove", None, item_snapshot(removed[offset]))
