@@ -8,10 +8,11 @@ that field is read at C speed (see ``_FastReads``)."""
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar, overload
 
 from mst_llm.core.base import context
@@ -72,7 +73,40 @@ class _ClassReads:
     __slots__ = ("_obs",)
 
     def __init__(self) -> None:
-        self._obs: dict[str, weakref.WeakSet[Any]] = {}
+        self._obs: dict[str, _WeakObservers] = {}
+
+
+class _WeakObservers:
+    """A set of observers held weakly, for a class's fields: every tree and thread shares it, so adding, removing
+    and copying it are each one C-level dict operation (a ``WeakSet`` copies itself in Python and fails with
+    "Set changed size during iteration" when another thread changes it meanwhile)."""
+
+    __slots__ = ("__weakref__", "_refs")
+
+    def __init__(self) -> None:
+        self._refs: dict[int, weakref.ref[Any]] = {}
+
+    def add(self, observer: Any) -> None:
+        key = id(observer)
+        if key not in self._refs:
+            self._refs[key] = weakref.ref(observer, functools.partial(_forget, weakref.ref(self), key))
+
+    def discard(self, observer: Any) -> None:
+        self._refs.pop(id(observer), None)
+
+    def __iter__(self) -> Iterator[Any]:
+        alive = [ref() for ref in list(self._refs.values())]
+        return iter([observer for observer in alive if observer is not None])
+
+    def __bool__(self) -> bool:
+        return bool(self._refs)
+
+
+def _forget(observers: weakref.ref[_WeakObservers], key: int, ref: weakref.ref[Any]) -> None:
+    """An observer died: drop its entry (unless the id already names a newer one)."""
+    owner = observers()
+    if owner is not None and owner._refs.get(key) is ref:
+        owner._refs.pop(key, None)
 
 
 class _FastReads:
@@ -145,7 +179,7 @@ def _group(deps: set[tuple[Any, Any]], known: tuple[_FastField, ...]) -> tuple[_
             if reads is None:
                 reads = _ClassReads()
                 cls._mst_class_reads = reads
-            reads._obs.setdefault(name, weakref.WeakSet())
+            reads._obs.setdefault(name, _WeakObservers())
         slow, fast = readers
         found.append(_FastField(cls, name, slow, fast, (reads, name)))
     return known + tuple(found)
