@@ -347,13 +347,17 @@ def test_batch_flush_writes_within_50_ms_and_on_close(tmp_path: Path) -> None:
     board.add("c")
     recorder.close()
     assert SessionLog.open(path).snapshot_at(3) == get_snapshot(board)
-    with pytest.raises(ValueError, match="flush must be"):
+    with pytest.raises(SessionLogError, match="flush must be 'line' or 'batch', not 'never'"):
         record_session(board, path, flush="never")  # type: ignore[arg-type]
+    assert SessionLog.open(path).snapshot_at(3) == get_snapshot(board)  # the log it would have replaced is intact
 
 
-def test_unserialisable_meta_is_rejected(tmp_path: Path) -> None:
-    with pytest.raises(TypeError, match="not JSON data"):
-        record_session(Board.create({}), tmp_path / "s.jsonl", meta={"x": object()})
+def test_unserialisable_meta_is_rejected_and_the_file_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    path.write_text("an earlier log\n")
+    with pytest.raises(SessionLogError, match="object is not JSON data and cannot be written to a session log"):
+        record_session(Board.create({}), path, meta={"x": object()})
+    assert path.read_text() == "an earlier log\n"
 
 
 # --- the property: replay reproduces every state, also from a log cut at any byte ---------------------------

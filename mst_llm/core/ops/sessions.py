@@ -63,7 +63,7 @@ def _make_encoder() -> Callable[[Any], str]:
         return json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
     def default(value: Any) -> Any:
-        raise TypeError(f"{type(value).__name__} is not JSON data and cannot be written to a session log")
+        raise SessionLogError(f"{type(value).__name__} is not JSON data and cannot be written to a session log")
 
     encode = make(None, default, json.encoder.encode_basestring, None, ":", ",", False, False, True)
     join = "".join
@@ -153,7 +153,8 @@ class SessionRecorder:
         flush: FlushMode = "line",
     ) -> None:
         if flush not in ("line", "batch"):
-            raise ValueError(f"flush must be 'line' or 'batch', not {flush!r}")
+            raise SessionLogError(f"flush must be 'line' or 'batch', not {flush!r}")
+        header = header_line(type_name(node), get_snapshot(node), meta)  # first: bad meta leaves the file alone
         self.node = node
         self.path = Path(path)
         self.fsync = fsync
@@ -168,7 +169,7 @@ class SessionRecorder:
         self._dispose: Callable[[], None] | None = None
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         try:
-            self._last_checkpoint_bytes = self._write_now(header_line(type_name(node), get_snapshot(node), meta))
+            self._last_checkpoint_bytes = self._write_now(header)
         except BaseException:
             self.close()
             raise
