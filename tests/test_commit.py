@@ -11,6 +11,7 @@ import pytest
 from mst_llm import (
     Commit,
     action,
+    apply_action,
     apply_patch,
     flow,
     get_snapshot,
@@ -188,3 +189,33 @@ def test_each_segment_names_the_whole_flow_call_relative_to_the_listener() -> No
         {"name": "fill", "id": run_id, "segment": segment} for segment in (2, 3)
     ]
     assert [commit.patches[0]["path"] for commit in below] == ["/0", "/1"]
+
+
+
+@model
+class Line:
+    text: str = ""
+
+    @action
+    def set_text(self, text: str) -> None:
+        self.text = text
+
+
+@model
+class Page:
+    lines: list[Line]
+
+
+def test_a_commit_names_the_action_where_its_node_was_when_the_call_started() -> None:
+    """``Commit.action`` is built when first read; a node that moved since is still named where the call found
+    it, as the commit's patches name the change where it happened (it was named where the node is now)."""
+    page = Page.create({"lines": [{"text": "a"}, {"text": "b"}, {"text": "c"}]})
+    commits: list[Commit] = []
+    on_commit(page, commits.append)
+    page.lines[2].set_text("C")
+    apply_patch(page, {"op": "remove", "path": "/lines/0"})  # /lines/2 moves to /lines/1
+    assert commits[0].patches[0]["path"] == "/lines/2/text"
+    assert commits[0].action == {"name": "set_text", "path": "/lines/2", "args": ["C"]}
+    replayed = Page.create({"lines": [{"text": "a"}, {"text": "b"}, {"text": "c"}]})
+    apply_action(replayed, commits[0].action)
+    assert [line.text for line in replayed.lines] == ["a", "b", "C"]

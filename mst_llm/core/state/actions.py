@@ -34,8 +34,9 @@ class ActionCall:
         self.kwargs = kwargs
         self.parent_call: ActionCall | None = parent
         self.id = next(_call_ids)
-        # (the context's path parts, id(node) -> (path parts, identifier) or (None, snapshot)) for node arguments,
-        # noted by ``pin_nodes`` when the call started
+        # where the call started, noted by run_action/``pin_nodes`` for a call that listeners see: (the keys from
+        # its node up to the root, innermost first; id(node) -> (path parts, identifier) or (None, snapshot) for
+        # node arguments)
         self.pinned: tuple[list[Any], dict[int, tuple[list[Any] | None, Any]]] | None = None
 
     def __repr__(self) -> str:
@@ -73,6 +74,17 @@ def run_middleware(
 PLAIN_ARGUMENTS = frozenset({str, int, float, bool, type(None)})
 
 
+def keys_up(node: Any) -> list[Any]:
+    """The keys from ``node`` up to its root, innermost first (``relative_path`` takes them so)."""
+    keys = []
+    parent = node._parent
+    while parent is not None:
+        keys.append(node._key)
+        node = parent
+        parent = node._parent
+    return keys
+
+
 def pin_nodes(call: ActionCall) -> None:
     """Before an outermost call runs, note where the nodes among its arguments are, so that its JSON form names
     them as they were when it started (an action that removes the node it was given still replays): a node in the
@@ -81,8 +93,7 @@ def pin_nodes(call: ActionCall) -> None:
     forms: dict[int, tuple[list[Any] | None, Any]] = {}
     for node in _nodes_in((*call.args, *call.kwargs.values())):
         forms[id(node)] = _node_place(node, call.tree)
-    if forms:
-        call.pinned = (path_parts_of(call.context), forms)
+    call.pinned = (keys_up(call.context), forms)
 
 
 def _nodes_in(values: Iterable[Any]) -> Iterator[Any]:
@@ -97,11 +108,9 @@ def _nodes_in(values: Iterable[Any]) -> Iterator[Any]:
 
 def serialise_call(call: ActionCall | FlowSegment, depth: int) -> dict[str, Any]:
     """The JSON form of an action call, its path relative to the node ``depth`` levels above its context."""
-    keys: list[Any] = []
-    node = call.context
-    for _ in range(depth):
-        keys.append(node._key)
-        node = node._parent
+    pinned = call.pinned if isinstance(call, ActionCall) else None
+    # where the call's node was when it started (it may have moved since), else where it is
+    keys = pinned[0] if pinned is not None else keys_up(call.context)
     args = call.args
     result: dict[str, Any] = {"name": call.name, "path": relative_path(keys, depth), "args": list(args)}
     if call.kwargs or not PLAIN_ARGUMENTS.issuperset(map(type, args)):
@@ -118,7 +127,8 @@ def _node_form(call: ActionCall | FlowSegment, depth: int) -> Callable[[Any], An
     call's tree, else its snapshot; as ``pin_nodes``
     noted them when the call started (a flow's later segments, never pinned, name them as they are now)."""
     pinned = call.pinned if isinstance(call, ActionCall) else None
-    context_parts, forms = pinned if pinned is not None else (path_parts_of(call.context), {})
+    keys, forms = pinned if pinned is not None else (keys_up(call.context), {})
+    context_parts = keys[::-1]
     base = context_parts[: len(context_parts) - depth]
     root = root_of(call.context)
 

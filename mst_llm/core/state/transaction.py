@@ -26,7 +26,15 @@ from mst_llm.core.state.actions import (
     serialise_call,
 )
 from mst_llm.core.state.change import Change, make_patch_pair, relative_path
-from mst_llm.core.state.node import Tree, check_alive, check_unique_ids, describe, path_of, root_of, snapshot_of
+from mst_llm.core.state.node import (
+    Tree,
+    check_alive,
+    check_unique_ids,
+    describe,
+    path_of,
+    root_of,
+    snapshot_of,
+)
 from mst_llm.core.state.reactions import Reaction, discard, run_reactions
 from mst_llm.errors import ProtectionError, ValidationError
 
@@ -145,6 +153,9 @@ def run_bare(node: Any, fn: Callable[..., Any], *args: Any) -> Any:
     return run_action(node, None, fn, args, {})
 
 
+_NO_NODE_ARGUMENTS: dict[int, Any] = {}  # (the pinned node arguments of a call that has none; never changed)
+
+
 def run_action(
     node: Any,
     name: str | None,
@@ -202,6 +213,13 @@ def run_action(
                 tx.calls.append((call, listeners))
                 if call_kwargs or (call_args and not PLAIN_ARGUMENTS.issuperset(map(type, call_args))):  # nodes?
                     pin_nodes(call)
+                else:  # its JSON form names the node where it was when the call started, whenever it is read
+                    keys = []  # (keys_up, inlined: every action a listener sees takes this path)
+                    child, parent = node, node._parent
+                    while parent is not None:
+                        keys.append(child._key)
+                        child, parent = parent, parent._parent
+                    call.pinned = (keys, _NO_NODE_ARGUMENTS)
             tx.call_stack.append(call)
         else:
             tx.call_stack.append((name, node, call_args, call_kwargs))
