@@ -191,7 +191,6 @@ def test_each_segment_names_the_whole_flow_call_relative_to_the_listener() -> No
     assert [commit.patches[0]["path"] for commit in below] == ["/0", "/1"]
 
 
-
 @model
 class Line:
     text: str = ""

@@ -410,32 +410,18 @@ class Replica:
             self._rebase(lambda: self._apply_remote(remote))
 
     def _apply_remote(self, remote: list[Entry]) -> None:
-        """Apply the winners' entries in order, a run of readable ones in one transaction; garbage is skipped."""
-        run: list[tuple[int, list[Any]]] = []
+        """Apply the winners' entries in order, each as one transaction (contract section 12: listeners and
+        reactions see one commit per entry, as on the replica that made it); garbage and entries whose patches do
+        not apply are reported and skipped."""
         for entry in remote:
             body = parse(entry)
             if isinstance(body, str):
-                self._apply_run(run)
-                run = []
                 self._bad_entry(entry.seq, body)
-                self.seq = entry.seq
             else:
-                run.append((entry.seq, body["patches"]))
-        self._apply_run(run)
-
-    def _apply_run(self, run: list[tuple[int, list[Any]]]) -> None:
-        """Apply consecutive entries as one transaction (each entry whole, one commit and one round of reactions
-        for all); if that fails, entry by entry, so that only the one whose patches do not apply is skipped."""
-        if len(run) > 1:
-            patches = [patch for _, entry_patches in run for patch in entry_patches]
-            if self._apply(patches, f"entries {run[0][0]}..{run[-1][0]}") is None:
-                self.seq = run[-1][0]
-                return
-        for seq, entry_patches in run:
-            error = self._apply(entry_patches, f"entry {seq}")
-            if error is not None:
-                self._bad_entry(seq, f"its patches do not apply ({self._scrub(error)})")
-            self.seq = seq
+                error = self._apply(body["patches"], f"entry {entry.seq}")
+                if error is not None:
+                    self._bad_entry(entry.seq, f"its patches do not apply ({self._scrub(error)})")
+            self.seq = entry.seq
 
     def _apply(self, patches: list[Any], what: str) -> Exception | None:
         """``apply_patch`` as the replica's own write: None once the patches are in the tree (a listener that
