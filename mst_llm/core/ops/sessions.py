@@ -195,7 +195,8 @@ class SessionRecorder:
 
     def _on_commit_batch(self, commit: Any) -> None:
         """flush="batch": keep the entry; the timer thread encodes and writes what it holds every 50 ms. The action
-        call is read here, since it names the call's node where it is now (the node may move later)."""
+        call is read here, on the committing thread: its JSON form may read the tree (a node argument of another
+        tree is recorded as its snapshot), which the timer thread must not."""
         if self._fd is None:
             return
         self.seq = seq = self.seq + 1
