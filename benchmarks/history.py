@@ -31,7 +31,6 @@ for entry in (_HERE.parent, _HERE):
 from core import Store, best_of, check, make_snapshot, timed  # noqa: E402
 
 from mst_llm import SessionLog, UndoManager, get_snapshot, on_commit, on_patch, record_session  # noqa: E402
-from mst_llm.core.ops.sessions import checkpoint_line, entry_line, header_line  # noqa: E402
 
 
 def _toggle_all(state: tuple[Store, Any]) -> None:
@@ -100,14 +99,14 @@ def build_big_log(path: Path, entries: int, todos: int, every: int) -> dict[int,
     sample_at = set(rng.sample(range(1, entries + 1), 5)) | {entries}
     ts = time.time()
     with open(path, "wb") as file:
-        file.write(header_line("Store", state, {"synthetic": True}))
+        file.write(SessionLog.header_line("Store", state, {"synthetic": True}))
         for seq in range(1, entries + 1):
             index = rng.randrange(todos)
             todo = state["todos"][index]
             done = todo["done"] = not todo["done"]
             where = f"/todos/{index}"
             file.write(
-                entry_line(
+                SessionLog.entry_line(
                     seq,
                     ts + seq * 1e-5,
                     {"name": "toggle", "path": where, "args": []},
@@ -116,7 +115,7 @@ def build_big_log(path: Path, entries: int, todos: int, every: int) -> dict[int,
                 )
             )
             if seq % every == 0:
-                file.write(checkpoint_line(seq, ts + seq * 1e-5, state))
+                file.write(SessionLog.checkpoint_line(seq, ts + seq * 1e-5, state))
             if seq in sample_at:
                 samples[seq] = json.loads(json.dumps(state))
     return samples

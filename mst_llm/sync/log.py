@@ -42,7 +42,7 @@ class StreamLog(SessionLog):
             header = self._call(self._client.get, Keys(stream).header)
             if header is None:
                 raise SessionLogError(f"{redact(broker)}: there is no replicated stream {stream!r} (no header)")
-            self._file.write(header + b"\n")
+            self._file.write(header.rstrip(b"\n") + b"\n")
             super().__init__(path)  # reads the header, then refresh() copies and indexes the entries
             checkpoint = int(self._call(self._client.hget, Keys(stream).checkpoint, "seq") or 0)
             if self._copied < checkpoint:

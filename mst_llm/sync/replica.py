@@ -30,6 +30,7 @@ from redis.asyncio import Redis
 from mst_llm import (
     Commit,
     ModelNode,
+    SessionLog,
     action,
     apply_action,
     apply_patch,
@@ -47,13 +48,9 @@ from mst_llm.sync.stream import (
     Entry,
     Keys,
     SyncError,
-    checkpoint_json,
     decode,
-    entry_json,
-    header_json,
     parse,
     redact,
-    type_name,
 )
 
 log = logging.getLogger("mst_llm.sync")
@@ -271,12 +268,16 @@ class Replica:
     async def _join(self) -> None:
         keys = self._keys
         snapshot = get_snapshot(self.tree)
-        initial = [header_json(self.tree, snapshot), checkpoint_json(0, snapshot)]
+        root_type = SessionLog.root_type_of(self.tree)
+        initial = [
+            SessionLog.header_line(root_type, snapshot, {"replicated": True}),
+            SessionLog.checkpoint_line(0, time.time(), snapshot),
+        ]
         await self._init(keys=[keys.header, keys.checkpoint], args=initial)
         header = await self._client.get(keys.header)
-        root_type = orjson.loads(header or b"{}").get("root_type")
-        if root_type != type_name(self.tree):
-            raise SyncError(f"the stream {self.stream!r} replicates a {root_type}, not a {type_name(self.tree)}")
+        stream_type = orjson.loads(header or b"{}").get("root_type")
+        if stream_type != root_type:
+            raise SyncError(f"the stream {self.stream!r} replicates a {stream_type}, not a {root_type}")
         await self._load_checkpoint()
         await self._catch_up()
 
@@ -498,13 +499,13 @@ class Replica:
         for offset, item in enumerate(batch, start=1):
             commit = item.commit
             args.append(
-                entry_json(
+                SessionLog.entry_line(
                     base + offset,
                     commit.committed_at,
                     commit.action,
-                    commit.flow,
                     commit.patches,
                     commit.inverse_patches,
+                    commit.flow,
                 )
             )
             args.append(item.tag)
@@ -527,7 +528,7 @@ class Replica:
     async def _write_checkpoint(self) -> None:
         seq = self.seq
         trim = "" if self.retain is None else f"{max(1, seq - self.retain + 1)}-0"
-        line = checkpoint_json(seq, get_snapshot(self.tree))
+        line = SessionLog.checkpoint_line(seq, time.time(), get_snapshot(self.tree))
         await self._checkpoint(keys=[self._keys.checkpoint, self.stream], args=[seq, line, trim])
         self._checkpoint_due = False  # only now: one that failed on a lost connection is written after it
 

@@ -1,4 +1,4 @@
-"""How a replicated tree lies in Redis: the keys, the entry codec, the scripts, and URLs without credentials.
+"""How a replicated tree lies in Redis: the keys, entries as read, the scripts, and URLs without credentials.
 
 A stream ``S`` holds one entry per committed transaction, id ``<seq>-0``, fields ``e`` (the session-log entry,
 JSON) and ``o`` (the origin tag ``<replica>/<n>``, so a replica recognises its own entries after a lost reply).
@@ -9,19 +9,14 @@ Next to it: ``S:header`` (the session-log header, with the snapshot at seq 0) an
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
 import orjson
 
-from mst_llm import MSTError, __version__, get_type
+from mst_llm import MSTError
 
-FORMAT = "mst_llm.session"  # the session-log header these streams carry (mst_llm.SessionLog reads version 1)
-FORMAT_VERSION = 1
 SCHEMES = ("redis", "rediss")
 
 
@@ -68,50 +63,6 @@ class Keys:
     @property
     def checkpoint(self) -> str:
         return f"{self.stream}:checkpoint"
-
-
-def dumps(value: Any) -> bytes:
-    """Compact JSON; orjson, or the stdlib for what orjson refuses (ints beyond 64 bits)."""
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def entry_json(
-    seq: int, ts: float, action: Any, flow: Any, patches: Any, inverse_patches: Any
-) -> bytes:  # the session-log entry line (mst_llm.core.ops.sessions.entry_line), plus the flow when there is one
-    entry: dict[str, Any] = {"seq": seq, "ts": ts, "action": action}
-    if flow is not None:
-        entry["flow"] = flow
-    entry["patches"] = patches
-    entry["inverse_patches"] = inverse_patches
-    return dumps(entry)
-
-
-def header_json(tree: Any, snapshot: Any) -> bytes:
-    now = time.time()
-    return dumps(
-        {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "root_type": type_name(tree),
-            "library_version": __version__,
-            "started": datetime.fromtimestamp(now, UTC).isoformat(),
-            "ts": now,
-            "meta": {"replicated": True},
-            "initial": snapshot,
-        }
-    )
-
-
-def checkpoint_json(seq: int, snapshot: Any) -> bytes:
-    return dumps({"checkpoint": seq, "ts": time.time(), "snapshot": snapshot})
-
-
-def type_name(tree: Any) -> str:
-    type_ = get_type(tree)
-    return str(getattr(type_, "__name__", None) or getattr(type_, "name", type_))
 
 
 def entry_seq(entry_id: bytes | str) -> int:

@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from mst_llm import SessionLog, action, model, record_session
-from mst_llm.core.ops.sessions import checkpoint_line, entry_line, header_line
 from mst_llm.devtools import DevtoolsError, serve
 
 
@@ -108,13 +107,13 @@ def test_a_big_log_is_served_a_page_at_a_time(tmp_path: Path) -> None:
     path = tmp_path / "big.jsonl"
     entries = 100_000
     with open(path, "wb") as file:
-        file.write(header_line("Counter", {"value": 0}, None))
+        file.write(SessionLog.header_line("Counter", {"value": 0}, None))
         for seq in range(1, entries + 1):
             patch = [{"op": "replace", "path": "/value", "value": seq}]
             name = "bump" if seq % 10 else "reset"
-            file.write(entry_line(seq, seq, {"name": name, "path": "", "args": []}, patch, patch))
+            file.write(SessionLog.entry_line(seq, seq, {"name": name, "path": "", "args": []}, patch, patch))
             if seq % 1000 == 0:
-                file.write(checkpoint_line(seq, seq, {"value": seq}))
+                file.write(SessionLog.checkpoint_line(seq, seq, {"value": seq}))
     with serve(path) as server:
         client = httpx.Client(base_url=base(server.url), params={"token": server.token}, timeout=30)
         started = time.perf_counter()

@@ -335,6 +335,12 @@ class LogEntry:
 class SessionLog:
     """A session log opened for reading. Lines are indexed on open and parsed only when needed."""
 
+    # the lines of the format it reads, for programs that write it elsewhere (mst_llm.sync to a Redis stream)
+    header_line = staticmethod(header_line)
+    entry_line = staticmethod(entry_line)
+    checkpoint_line = staticmethod(checkpoint_line)
+    root_type_of = staticmethod(type_name)
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.header: dict[str, Any] | None = None

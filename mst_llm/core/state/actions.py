@@ -11,7 +11,7 @@ from mst_llm.core.base.frozen import FrozenDict, FrozenList
 from mst_llm.core.base.pointer import relative_pointer
 from mst_llm.core.base.values import is_value_annotation, value_converter
 from mst_llm.core.state.change import relative_path
-from mst_llm.core.state.node import is_node, path_parts_of, root_of, snapshot_of
+from mst_llm.core.state.node import is_node, keys_up, path_parts_of, root_of, snapshot_of
 
 # the JSON form of a node argument in the call's tree: {NODE_PATH: its path}, and "id": its identifier if it has one
 NODE_PATH = "$MST_NODE_PATH"
@@ -72,17 +72,6 @@ def run_middleware(
 
 # arguments written as they are (``PLAIN_ARGUMENTS.issuperset(map(type, args))`` is the C-speed test for a call)
 PLAIN_ARGUMENTS = frozenset({str, int, float, bool, type(None)})
-
-
-def keys_up(node: Any) -> list[Any]:
-    """The keys from ``node`` up to its root, innermost first (``relative_path`` takes them so)."""
-    keys = []
-    parent = node._parent
-    while parent is not None:
-        keys.append(node._key)
-        node = parent
-        parent = node._parent
-    return keys
 
 
 def pin_nodes(call: ActionCall) -> None:

@@ -215,13 +215,19 @@ def check_unique_ids(tree: Tree) -> None:
     raise ValidationError(errors)
 
 
-def path_parts_of(node: Any) -> list[Any]:
-    parts: list[Any] = []
+def keys_up(node: Any) -> list[Any]:
+    """The keys from ``node`` up to its root, innermost first (``relative_path`` takes them so)."""
+    keys = []
     parent = node._parent
     while parent is not None:
-        parts.append(node._key)
+        keys.append(node._key)
         node = parent
         parent = node._parent
+    return keys
+
+
+def path_parts_of(node: Any) -> list[Any]:
+    parts = keys_up(node)
     parts.reverse()
     return parts
 
