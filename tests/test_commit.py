@@ -199,6 +199,11 @@ class Line:
     def set_text(self, text: str) -> None:
         self.text = text
 
+    @flow
+    async def type_text(self, text: str) -> None:
+        await anyio.sleep(0)
+        self.text = text
+
 
 @model
 class Page:
@@ -218,3 +223,15 @@ def test_a_commit_names_the_action_where_its_node_was_when_the_call_started() ->
     replayed = Page.create({"lines": [{"text": "a"}, {"text": "b"}, {"text": "c"}]})
     apply_action(replayed, commits[0].action)
     assert [line.text for line in replayed.lines] == ["a", "b", "C"]
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_every_segment_of_a_flow_names_the_flow_where_its_node_was_when_it_started(backend: str) -> None:
+    page = Page.create({"lines": [{"text": "a"}, {"text": "b"}, {"text": "c"}]})
+    commits: list[Commit] = []
+    on_commit(page, commits.append)
+    anyio.run(page.lines[2].type_text, "C", backend=backend)
+    apply_patch(page, {"op": "remove", "path": "/lines/0"})  # /lines/2 moves to /lines/1
+    (segment,) = [commit for commit in commits if commit.flow is not None and commit.patches]
+    assert segment.patches[0]["path"] == "/lines/2/text"
+    assert segment.flow is not None and segment.flow["path"] == "/lines/2" and segment.flow["segment"] == 2

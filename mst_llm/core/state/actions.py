@@ -54,6 +54,7 @@ class FlowSegment(NamedTuple):
     context: Any
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
+    keys: list[Any]  # from the flow's node up to the root when the flow started, innermost first (keys_up)
 
 
 def run_middleware(
@@ -97,9 +98,7 @@ def _nodes_in(values: Iterable[Any]) -> Iterator[Any]:
 
 def serialise_call(call: ActionCall | FlowSegment, depth: int) -> dict[str, Any]:
     """The JSON form of an action call, its path relative to the node ``depth`` levels above its context."""
-    pinned = call.pinned if isinstance(call, ActionCall) else None
-    # where the call's node was when it started (it may have moved since), else where it is
-    keys = pinned[0] if pinned is not None else keys_up(call.context)
+    keys = _started_at(call)[0]
     args = call.args
     result: dict[str, Any] = {"name": call.name, "path": relative_path(keys, depth), "args": list(args)}
     if call.kwargs or not PLAIN_ARGUMENTS.issuperset(map(type, args)):
@@ -113,10 +112,9 @@ def serialise_call(call: ActionCall | FlowSegment, depth: int) -> dict[str, Any]
 def _node_form(call: ActionCall | FlowSegment, depth: int) -> Callable[[Any], Any]:
     """How ``serialise_call`` writes a node argument: ``{NODE_PATH: path, "id": identifier}``, the path relative to
     the listener's node (``depth`` levels above the call's) and the identifier if it has one, when it is in the
-    call's tree, else its snapshot; as ``pin_nodes``
-    noted them when the call started (a flow's later segments, never pinned, name them as they are now)."""
-    pinned = call.pinned if isinstance(call, ActionCall) else None
-    keys, forms = pinned if pinned is not None else (keys_up(call.context), {})
+    call's tree, else its snapshot; as ``pin_nodes`` noted them when the call started (a flow's node arguments
+    are named as they are when its segment's commit is read)."""
+    keys, forms = _started_at(call)
     context_parts = keys[::-1]
     base = context_parts[: len(context_parts) - depth]
     root = root_of(call.context)
@@ -131,6 +129,19 @@ def _node_form(call: ActionCall | FlowSegment, depth: int) -> Callable[[Any], An
         return form
 
     return node_form
+
+
+def _started_at(call: ActionCall | FlowSegment) -> tuple[list[Any], dict[int, tuple[list[Any] | None, Any]]]:
+    """Where the call's node was when the call started (it may have moved since: its JSON form is built when first
+    read) and its pinned node arguments; where the node is now for a call nobody listened to."""
+    if isinstance(call, FlowSegment):
+        return call.keys, NO_NODE_ARGUMENTS
+    if call.pinned is not None:
+        return call.pinned
+    return keys_up(call.context), NO_NODE_ARGUMENTS
+
+
+NO_NODE_ARGUMENTS: dict[int, tuple[list[Any] | None, Any]] = {}  # the pinned node arguments of a call without any
 
 
 def _node_place(node: Any, root: Any) -> tuple[list[Any] | None, Any]:

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import anyio
 
 from mst_llm.core.state.actions import FlowSegment
+from mst_llm.core.state.node import keys_up
 from mst_llm.core.state.transaction import run_action
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -46,6 +47,7 @@ def flow(fn: F) -> F:
         value: Any = None
         segment_name: str | None = name
         run_id = next(_flow_runs)
+        keys = keys_up(self)  # where the flow's node is when it starts: every segment's record names it there
         segment = 0
         while True:
             segment += 1
@@ -56,7 +58,7 @@ def flow(fn: F) -> F:
                 (coroutine, step, value, cancelled),
                 {},
                 record_args=args,
-                flow=FlowSegment(name, run_id, segment, self, args, kwargs),
+                flow=FlowSegment(name, run_id, segment, self, args, kwargs, keys),
                 record_kwargs=kwargs,
             )
             if outcome is _RETURNED:

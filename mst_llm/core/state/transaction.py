@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from mst_llm.core.base import context
 from mst_llm.core.state.actions import (
+    NO_NODE_ARGUMENTS,
     PLAIN_ARGUMENTS,
     ActionCall,
     FlowSegment,
@@ -153,9 +154,6 @@ def run_bare(node: Any, fn: Callable[..., Any], *args: Any) -> Any:
     return run_action(node, None, fn, args, {})
 
 
-_NO_NODE_ARGUMENTS: dict[int, Any] = {}  # (the pinned node arguments of a call that has none; never changed)
-
-
 def run_action(
     node: Any,
     name: str | None,
@@ -219,7 +217,7 @@ def run_action(
                     while parent is not None:
                         keys.append(child._key)
                         child, parent = parent, parent._parent
-                    call.pinned = (keys, _NO_NODE_ARGUMENTS)
+                    call.pinned = (keys, NO_NODE_ARGUMENTS)
             tx.call_stack.append(call)
         else:
             tx.call_stack.append((name, node, call_args, call_kwargs))
