@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -349,6 +349,32 @@ def _listening(listener: Callable[[str, tuple[object, ...]], None]) -> Iterator[
         _audit_listeners.remove(listener)
 
 
+def _slow_steps(
+    work: Callable[[], Awaitable[None]],
+    slow_disk: Callable[[str, tuple[object, ...]], None],
+    delay: float,
+    caplog: pytest.LogCaptureFixture,
+) -> list[str]:
+    """Run ``work`` on asyncio in debug mode beside a control step that sleeps ``delay`` on the loop (so that the
+    report is known to work), with ``slow_disk`` listening to file operations: the steps over 60 ms it reported."""
+
+    async def main() -> None:
+        asyncio.get_running_loop().slow_callback_duration = 0.06
+
+        async def control() -> None:
+            await anyio.sleep(0.05)
+            time.sleep(delay)  # the one step that must be reported
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(control)
+            await work()
+
+    caplog.set_level(logging.WARNING, logger="asyncio")
+    with _listening(slow_disk):
+        anyio.run(main, backend="asyncio", backend_options={"debug": True})
+    return [record.getMessage() for record in caplog.records if record.getMessage().startswith("Executing")]
+
+
 def _touches(args: tuple[object, ...], directory: Path) -> bool:
     return any(isinstance(arg, (str, Path)) and str(arg).startswith(str(directory)) for arg in args)
 
@@ -441,21 +467,10 @@ def test_no_step_holds_the_event_loop_while_the_disk_is_slow(
     server.fault("m.gguf", Fault(drop_after=1 << 20))
     final = tmp_path / "m.gguf"
 
-    async def main() -> None:
-        asyncio.get_running_loop().slow_callback_duration = 0.06
+    async def work() -> None:
+        await fast().download(server.url("m.gguf"), final, size=len(DATA), sha256=SHA)
 
-        async def control() -> None:
-            await anyio.sleep(0.05)
-            time.sleep(delay)  # the one step that must be reported
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(control)
-            await fast().download(server.url("m.gguf"), final, size=len(DATA), sha256=SHA)
-
-    caplog.set_level(logging.WARNING, logger="asyncio")
-    with _listening(slow_disk):
-        anyio.run(main, backend="asyncio", backend_options={"debug": True})
-    slow = [record.getMessage() for record in caplog.records if record.getMessage().startswith("Executing")]
+    slow = _slow_steps(work, slow_disk, delay, caplog)
     assert final.read_bytes() == DATA
     assert len(slow) == 1 and "control" in slow[0], slow
 
@@ -596,24 +611,13 @@ def test_the_store_saves_its_state_off_the_event_loop_while_the_disk_is_slow(
     real_fsync = os.fsync
     monkeypatch.setattr(os, "fsync", slow_fsync)
 
-    async def main() -> None:
-        asyncio.get_running_loop().slow_callback_duration = 0.06
+    async def work() -> None:
+        await store.initialize()
+        await store.start_model_download("tiny")
+        store.select_model(None)
+        await store.close()
 
-        async def control() -> None:
-            await anyio.sleep(0.05)
-            time.sleep(delay)  # the one step that must be reported
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(control)
-            await store.initialize()
-            await store.start_model_download("tiny")
-            store.select_model(None)
-            await store.close()
-
-    caplog.set_level(logging.WARNING, logger="asyncio")
-    with _listening(slow_disk):
-        anyio.run(main, backend="asyncio", backend_options={"debug": True})
-    slow = [record.getMessage() for record in caplog.records if record.getMessage().startswith("Executing")]
+    slow = _slow_steps(work, slow_disk, delay, caplog)
     assert store.get_model("tiny").status == "ready" and saved  # the state file was saved, slowly
     assert len(slow) == 1 and "control" in slow[0], slow
     state = json.loads((models / STATE_FILE).read_text())

@@ -184,11 +184,12 @@ def test_a_garbage_entry_is_reported_and_skipped(broker: Broker, stream: str) ->
     assert snapshot["count"] == 2 and seq == 4
 
 
-def test_entries_that_arrive_together_apply_one_by_one_but_the_one_that_does_not(broker: Broker, stream: str) -> None:
-    def entry(seq: int, patch: dict[str, Any]) -> dict[str, bytes]:
-        body = {"seq": seq, "ts": 0, "action": None, "patches": [patch], "inverse_patches": []}
-        return {"e": orjson.dumps(body), "o": b"elsewhere/1"}
+def _foreign(seq: int, patch: dict[str, Any]) -> dict[str, bytes]:
+    """The fields of a stream entry another replica appended: one patch, no action."""
+    return {"e": SessionLog.entry_line(seq, 0, None, [patch], []), "o": b"elsewhere/1"}
 
+
+def test_entries_that_arrive_together_apply_one_by_one_but_the_one_that_does_not(broker: Broker, stream: str) -> None:
     async def run() -> tuple[list[Conflict], Any, int, int]:
         tally = Tally.create()
         conflicts: list[Conflict] = []
@@ -197,9 +198,9 @@ def test_entries_that_arrive_together_apply_one_by_one_but_the_one_that_does_not
             replica.on_conflict(conflicts.append)
             on_commit(tally, commits.append)
             with broker.client() as client, client.pipeline(transaction=True) as together:  # one XREAD reads all
-                together.xadd(stream, entry(1, {"op": "replace", "path": "/count", "value": 5}), id="1-0")
-                together.xadd(stream, entry(2, {"op": "replace", "path": "/nope", "value": 1}), id="2-0")
-                together.xadd(stream, entry(3, {"op": "add", "path": "/seen/a", "value": 1}), id="3-0")
+                together.xadd(stream, _foreign(1, {"op": "replace", "path": "/count", "value": 5}), id="1-0")
+                together.xadd(stream, _foreign(2, {"op": "replace", "path": "/nope", "value": 1}), id="2-0")
+                together.xadd(stream, _foreign(3, {"op": "add", "path": "/seen/a", "value": 1}), id="3-0")
                 together.execute()
             await replica.sync()
             return conflicts, get_snapshot(tally), replica.seq, len(commits)
@@ -214,10 +215,6 @@ def test_entries_that_arrive_together_apply_one_by_one_but_the_one_that_does_not
 def test_a_listener_that_raises_does_not_make_entries_apply_twice_or_count_as_bad(
     broker: Broker, stream: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def entry(seq: int) -> dict[str, bytes]:
-        patches = [{"op": "replace", "path": "/count", "value": seq}]
-        return {"e": orjson.dumps({"seq": seq, "ts": 0, "action": None, "patches": patches, "inverse_patches": []})}
-
     def fail(patch: dict[str, Any], _inverse: dict[str, Any]) -> None:
         raise RuntimeError("a listener's own bug")
 
@@ -230,8 +227,8 @@ def test_a_listener_that_raises_does_not_make_entries_apply_twice_or_count_as_ba
             on_commit(tally, commits.append)
             on_patch(tally, fail)  # apply_patch raises after its commit
             with broker.client() as client, client.pipeline(transaction=True) as together:
-                together.xadd(stream, entry(1), id="1-0")
-                together.xadd(stream, entry(2), id="2-0")
+                together.xadd(stream, _foreign(1, {"op": "replace", "path": "/count", "value": 1}), id="1-0")
+                together.xadd(stream, _foreign(2, {"op": "replace", "path": "/count", "value": 2}), id="2-0")
                 together.execute()
             await replica.sync()
             return conflicts, tally.count, replica.seq, len(commits)
@@ -266,10 +263,6 @@ class Gate(ModelNode):
 
 
 def test_lag_counts_entries_seen_and_not_applied_yet(broker: Broker, stream: str) -> None:
-    def entry(seq: int) -> dict[str, bytes]:
-        patches = [{"op": "replace", "path": "/count", "value": seq}]
-        return {"e": orjson.dumps({"seq": seq, "ts": 0, "action": None, "patches": patches, "inverse_patches": []})}
-
     async def run() -> tuple[Any, int, int]:
         gate = Gate.create()
         async with replicate(gate, broker.url, stream) as replica:
@@ -278,8 +271,8 @@ def test_lag_counts_entries_seen_and_not_applied_yet(broker: Broker, stream: str
             holder.start()  # an action in another thread holds the tree's lock: the replica cannot apply
             assert await asyncio.to_thread(HELD.wait, 10)
             with broker.client() as client, client.pipeline(transaction=True) as together:  # one XREAD reads both
-                together.xadd(stream, entry(1), id="1-0")
-                together.xadd(stream, entry(2), id="2-0")
+                together.xadd(stream, _foreign(1, {"op": "replace", "path": "/count", "value": 1}), id="1-0")
+                together.xadd(stream, _foreign(2, {"op": "replace", "path": "/count", "value": 2}), id="2-0")
                 together.execute()
             await replica.sync()  # the loop waits for the tree's lock in the meantime
             await asyncio.to_thread(holder.join, 10)
