@@ -6,13 +6,17 @@ The HTTP server runs in its own process (``tests/llm/http_server.py``), so the d
 server and neither shares a GIL with it. Rounds alternate ours and curl; the ratio is reported per round, as the
 median and as its spread (min, max), with the load average before and after (a busy machine makes rounds swing).
 The debug rounds (not timed) run one more download in asyncio's debug mode with ``slow_callback_duration = 0.02``
-and report every callback or task step that held the event loop longer than that.
+and report every callback or task step that held the event loop longer than that, with where its time went (Linux):
+the loop thread's CPU time, its wait for a CPU (``/proc/self/task/<tid>/schedstat``), the time the hypervisor took
+from the machine (``steal`` in ``/proc/stat``, all vCPUs) and garbage collections. A step whose wall time is mostly
+run-queue wait or steal was held up by the machine, not by code on the event loop.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import hashlib
 import json
 import logging
@@ -22,8 +26,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -98,17 +103,98 @@ class _SlowCallbacks(logging.Handler):
             self.messages.append(message)
 
 
-async def ours_in_debug_mode(url: str, data_size: int, sha: str, directory: Path) -> list[str]:
-    """One store download in asyncio debug mode; the event-loop steps that took longer than 20 ms."""
+def _read_ms(path: str, pick: Callable[[list[str]], float]) -> float | None:
+    """A counter from a /proc file in ms, or None where the file is missing (not Linux)."""
+    try:
+        with open(path) as file:
+            return pick(file.readline().split())
+    except OSError:
+        return None
+
+
+_Counters = tuple[float, float, float | None, float | None]  # wall, loop-thread CPU, run-queue wait, steal
+
+
+class _StepAccounts:
+    """Where the time of each event-loop step over the threshold went: the loop thread's CPU time, its wait for a
+    CPU, the machine's steal time and garbage collections (wraps ``asyncio.Handle._run`` for the debug rounds)."""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self.steps: list[dict[str, object]] = []
+        self._collections: list[tuple[float, float]] = []  # (start, seconds)
+        self._gc_started = 0.0
+        self._schedstat = f"/proc/self/task/{threading.get_native_id()}/schedstat"
+
+    def _counters(self) -> _Counters:
+        return (
+            time.perf_counter(),
+            time.thread_time(),
+            _read_ms(self._schedstat, lambda fields: int(fields[1]) / 1e6),  # ns waiting on a run queue
+            _read_ms("/proc/stat", lambda fields: int(fields[8]) * 10.0),  # steal, in 10 ms ticks
+        )
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self._collections.append((self._gc_started, time.perf_counter() - self._gc_started))
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        original = asyncio.events.Handle._run
+        accounts = self
+
+        def run(handle: asyncio.Handle) -> None:
+            before = accounts._counters()
+            try:
+                original(handle)
+            finally:
+                if time.perf_counter() - before[0] > accounts.threshold:
+                    accounts._record(handle, before, accounts._counters())
+
+        asyncio.events.Handle._run = run  # type: ignore[method-assign,assignment]
+        gc.callbacks.append(self._on_gc)
+        try:
+            yield
+        finally:
+            asyncio.events.Handle._run = original  # type: ignore[method-assign]
+            gc.callbacks.remove(self._on_gc)
+
+    def _record(self, handle: asyncio.Handle, before: _Counters, after: _Counters) -> None:
+        def delta(index: int) -> float | None:
+            start, end = before[index], after[index]
+            return None if start is None or end is None else round(end - start, 1)
+
+        wall, cpu, waiting = (after[0] - before[0]) * 1e3, (after[1] - before[1]) * 1e3, delta(2)
+        self.steps.append(
+            {
+                "step": repr(handle)[:160],
+                "wall_ms": round(wall, 1),
+                "loop_cpu_ms": round(cpu, 1),
+                "waiting_for_cpu_ms": waiting,
+                # off the CPU for another reason: a blocking call on the loop thread, or waiting for the GIL
+                "blocked_or_gil_ms": round(wall - cpu - (waiting or 0.0), 1),
+                "machine_steal_ms": delta(3),
+                "gc_ms": [round(seconds * 1e3, 1) for start, seconds in self._collections if start >= before[0]],
+            }
+        )
+
+
+async def ours_in_debug_mode(url: str, data_size: int, sha: str, directory: Path) -> dict[str, list[object]]:
+    """One store download in asyncio debug mode: the steps asyncio reports over 20 ms, and where their time went."""
     asyncio.get_running_loop().slow_callback_duration = 0.02
     handler = _SlowCallbacks()
     logger = logging.getLogger("asyncio")
     logger.addHandler(handler)
+    accounts = _StepAccounts(0.02)
     try:
-        await ours(url, data_size, sha, directory)
+        with accounts.installed():
+            await ours(url, data_size, sha, directory)
     finally:
         logger.removeHandler(handler)
-    return [message[:160] + " ... " + message.rsplit(" took ", 1)[-1] for message in handler.messages]
+    reported = [message[:160] + " ... " + message.rsplit(" took ", 1)[-1] for message in handler.messages]
+    return {"reported": list(reported), "accounts": list(accounts.steps)}
 
 
 def main() -> None:
@@ -144,10 +230,13 @@ def main() -> None:
                     subprocess.run([curl, "-s", "-o", str(Path(tmp) / "curl.bin"), url], check=True)
                     results["curl_mib_s"].append(args.mib / (time.perf_counter() - start))
                     (Path(tmp) / "curl.bin").unlink()
-            slow: list[str] = []
+            slow: list[object] = []
+            accounts: list[object] = []
             for round_ in range(args.debug_rounds):
                 target = Path(tmp) / f"debug{round_}"
-                slow += anyio.run(ours_in_debug_mode, url, size, sha, target, backend_options={"debug": True})
+                found = anyio.run(ours_in_debug_mode, url, size, sha, target, backend_options={"debug": True})
+                slow += found["reported"]
+                accounts += found["accounts"]
                 shutil.rmtree(target)
     ratios = [mine / theirs for mine, theirs in zip(results["ours_mib_s"], results["curl_mib_s"], strict=False)]
     summary = {
@@ -163,6 +252,7 @@ def main() -> None:
         "timer_late_max_ms": round(max(results["late_ms"]), 2),
         "debug_rounds": args.debug_rounds,
         "slow_callbacks_over_20ms": slow,
+        "slow_steps_accounted": accounts,
     }
     print(json.dumps(summary, indent=2))
 
