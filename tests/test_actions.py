@@ -12,6 +12,7 @@ import pytest
 
 from mst_llm import (
     ProtectionError,
+    SessionLog,
     ValidationError,
     action,
     add_middleware,
@@ -26,10 +27,12 @@ from mst_llm import (
     is_protected,
     model,
     on_action,
+    on_commit,
     on_patch,
     on_snapshot,
     protect,
     record_actions,
+    record_session,
     unprotect,
 )
 from mst_llm import types as t
@@ -920,6 +923,35 @@ def test_middleware_sees_call_attributes() -> None:
     assert context is store
     assert tree is store
     assert store.counter == 2
+
+
+@pytest.mark.parametrize("flush", ["line", "batch"])
+def test_arguments_a_middleware_rewrote_are_the_ones_listeners_record(
+    tmp_path: Any, flush: Literal["line", "batch"]
+) -> None:
+    store = make_store()
+    todo = store.todos[0]
+
+    def rewrite(call: Any, next_: Any) -> Any:
+        if call.name == "rename":
+            call.args = (call.args[0].strip(),)  # a new tuple
+        return next_(call)
+
+    add_middleware(store, rewrite)
+    reported: list[Any] = []
+    on_action(store, reported.append)
+    committed: list[Any] = []
+    on_commit(store, committed.append)
+    with record_session(store, tmp_path / "s.jsonl", flush=flush):
+        todo.rename("  padded  ")
+        store.bump(3)  # (left as it was)
+    expected = [
+        {"name": "rename", "path": "/todos/0", "args": ["padded"]},
+        {"name": "bump", "path": "", "args": [3]},
+    ]
+    assert reported == expected
+    assert [commit.action for commit in committed] == expected
+    assert [entry.action for entry in SessionLog.open(tmp_path / "s.jsonl")] == expected
 
 
 def test_middleware_context_and_tree_for_child_action() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 from mst_llm.core.base.frozen import FrozenDict, FrozenList
 from mst_llm.core.base.pointer import relative_pointer
@@ -22,7 +22,7 @@ _call_ids = itertools.count(1)
 class ActionCall:
     """One action invocation as middleware sees it."""
 
-    __slots__ = ("args", "context", "id", "kwargs", "name", "parent_call", "pinned", "tree")
+    __slots__ = ("args", "context", "id", "kwargs", "name", "parent_call", "tree")
 
     def __init__(
         self, name: str, context: Any, tree: Any, args: tuple[Any, ...], kwargs: dict[str, Any], parent: Any
@@ -34,27 +34,32 @@ class ActionCall:
         self.kwargs = kwargs
         self.parent_call: ActionCall | None = parent
         self.id = next(_call_ids)
-        # where the call started, noted by run_action/``pin_nodes`` for a call that listeners see: (the keys from
-        # its node up to the root, innermost first; id(node) -> (path parts, identifier) or (None, snapshot) for
-        # node arguments)
-        self.pinned: tuple[list[Any], dict[int, tuple[list[Any] | None, Any]]] | None = None
 
     def __repr__(self) -> str:
         return f"ActionCall({self.name!r}, id={self.id})"
 
 
+NodePlaces: TypeAlias = dict[int, tuple[list[Any] | None, Any]]
+"""The node arguments of a call where they were when it started: id(node) -> (path parts, identifier) for a node in
+the call's tree, (None, snapshot) for a node of another tree (see ``pin_call``)."""
+
+ListenedCall: TypeAlias = tuple[str, Any, tuple[Any, ...], dict[str, Any], list[Any], NodePlaces]
+"""An outermost call as its listeners see it, taken when it started: ``(name, node, args, kwargs, keys, places)``,
+``keys`` running from the node up to the root (innermost first). Its JSON form (``serialise_call``) names the node
+and the node arguments where they were then, whenever it is read: an action that moves or removes them still
+replays. A plain tuple: an ``ActionCall`` costs ~2,400 instructions more to build (callgrind), once per action
+that someone listens to, and the listeners of a call without middleware need nothing else."""
+
+
 class FlowSegment(NamedTuple):
     """Which flow run a transaction belongs to: the flow's name, a per-process run id, the segment number (1 runs
-    up to the first ``await``), and the flow's call (its node and arguments), so that every segment's record names
-    the whole call, not only the first one's. ``serialise_call`` takes it as it takes an ActionCall."""
+    up to the first ``await``), and the flow's call as it started (its node, arguments and keys), so that every
+    segment's record names the whole call, not only the first one's."""
 
     name: str
     id: int
     segment: int
-    context: Any
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    keys: list[Any]  # from the flow's node up to the root when the flow started, innermost first (keys_up)
+    call: ListenedCall
 
 
 def run_middleware(
@@ -75,15 +80,14 @@ def run_middleware(
 PLAIN_ARGUMENTS = frozenset({str, int, float, bool, type(None)})
 
 
-def pin_nodes(call: ActionCall) -> None:
-    """Before an outermost call runs, note where the nodes among its arguments are, so that its JSON form names
-    them as they were when it started (an action that removes the node it was given still replays): a node in the
-    call's tree by its path, any other node by its snapshot. (``run_action`` calls it only when the arguments are
-    not all PLAIN_ARGUMENTS.)"""
-    forms: dict[int, tuple[list[Any] | None, Any]] = {}
-    for node in _nodes_in((*call.args, *call.kwargs.values())):
-        forms[id(node)] = _node_place(node, call.tree)
-    call.pinned = (keys_up(call.context), forms)
+def pin_call(name: str, node: Any, root: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ListenedCall:
+    """Before an outermost call runs, note where its node and the nodes among its arguments are, so that its JSON
+    form names them as they were when it started: a node in the call's tree by its path, any other node by its
+    snapshot. (``run_action`` takes the keys itself for a call whose arguments are all PLAIN_ARGUMENTS.)"""
+    places: NodePlaces = {}
+    for argument in _nodes_in((*args, *kwargs.values())):
+        places[id(argument)] = _node_place(argument, root)
+    return name, node, args, kwargs, keys_up(node), places
 
 
 def _nodes_in(values: Iterable[Any]) -> Iterator[Any]:
@@ -96,31 +100,38 @@ def _nodes_in(values: Iterable[Any]) -> Iterator[Any]:
             yield from _nodes_in(value)
 
 
-def serialise_call(call: ActionCall | FlowSegment, depth: int) -> dict[str, Any]:
-    """The JSON form of an action call, its path relative to the node ``depth`` levels above its context."""
-    keys = _started_at(call)[0]
-    args = call.args
-    result: dict[str, Any] = {"name": call.name, "path": relative_path(keys, depth), "args": list(args)}
-    if call.kwargs or not PLAIN_ARGUMENTS.issuperset(map(type, args)):
-        node_form = _node_form(call, depth)
-        result["args"] = [to_json_value(arg, node_form) for arg in args]
-        if call.kwargs:
-            result["kwargs"] = {key: to_json_value(value, node_form) for key, value in call.kwargs.items()}
+def serialise_call(call: ListenedCall, depth: int) -> dict[str, Any]:
+    """The JSON form of an action call, its path relative to the node ``depth`` levels above the call's node.
+
+    Reads nothing but the call record for a call whose arguments are all PLAIN_ARGUMENTS, so such a call may be
+    serialised later, in another thread (``record_session(flush="batch")``)."""
+    name, node, args, kwargs, keys, places = call
+    if not kwargs and (not args or PLAIN_ARGUMENTS.issuperset(map(type, args))):
+        return {"name": name, "path": relative_path(keys, depth), "args": list(args)}
+    node_form = _node_form(node, keys, places, depth)
+    result: dict[str, Any] = {"name": name, "path": relative_path(keys, depth)}
+    result["args"] = [to_json_value(arg, node_form) for arg in args]
+    if kwargs:
+        result["kwargs"] = {key: to_json_value(value, node_form) for key, value in kwargs.items()}
     return result
 
 
-def _node_form(call: ActionCall | FlowSegment, depth: int) -> Callable[[Any], Any]:
+def has_plain_arguments(call: ListenedCall) -> bool:
+    """Whether ``serialise_call`` writes the call's arguments as they are (it then reads nothing else)."""
+    return not call[3] and (not call[2] or PLAIN_ARGUMENTS.issuperset(map(type, call[2])))
+
+
+def _node_form(node: Any, keys: list[Any], places: NodePlaces, depth: int) -> Callable[[Any], Any]:
     """How ``serialise_call`` writes a node argument: ``{NODE_PATH: path, "id": identifier}``, the path relative to
     the listener's node (``depth`` levels above the call's) and the identifier if it has one, when it is in the
-    call's tree, else its snapshot; as ``pin_nodes`` noted them when the call started (a flow's node arguments
+    call's tree, else its snapshot; as ``pin_call`` noted them when the call started (a flow's node arguments
     are named as they are when its segment's commit is read)."""
-    keys, forms = _started_at(call)
     context_parts = keys[::-1]
     base = context_parts[: len(context_parts) - depth]
-    root = root_of(call.context)
+    root = root_of(node)
 
-    def node_form(node: Any) -> Any:
-        parts, detail = forms.get(id(node)) or _node_place(node, root)
+    def node_form(argument: Any) -> Any:
+        parts, detail = places.get(id(argument)) or _node_place(argument, root)
         if parts is None:
             return detail  # the snapshot of a node of another tree
         form = {NODE_PATH: relative_pointer(base, parts)}
@@ -131,17 +142,7 @@ def _node_form(call: ActionCall | FlowSegment, depth: int) -> Callable[[Any], An
     return node_form
 
 
-def _started_at(call: ActionCall | FlowSegment) -> tuple[list[Any], dict[int, tuple[list[Any] | None, Any]]]:
-    """Where the call's node was when the call started (it may have moved since: its JSON form is built when first
-    read) and its pinned node arguments; where the node is now for a call nobody listened to."""
-    if isinstance(call, FlowSegment):
-        return call.keys, NO_NODE_ARGUMENTS
-    if call.pinned is not None:
-        return call.pinned
-    return keys_up(call.context), NO_NODE_ARGUMENTS
-
-
-NO_NODE_ARGUMENTS: dict[int, tuple[list[Any] | None, Any]] = {}  # the pinned node arguments of a call without any
+NO_NODE_ARGUMENTS: NodePlaces = {}  # the pinned node arguments of a call without any
 
 
 def _node_place(node: Any, root: Any) -> tuple[list[Any] | None, Any]:

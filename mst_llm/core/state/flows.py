@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from mst_llm.core.state.actions import FlowSegment
+from mst_llm.core.state.actions import NO_NODE_ARGUMENTS, FlowSegment
 from mst_llm.core.state.node import keys_up
 from mst_llm.core.state.transaction import run_action
 
@@ -58,7 +58,7 @@ def flow(fn: F) -> F:
                 (coroutine, step, value, cancelled),
                 {},
                 record_args=args,
-                flow=FlowSegment(name, run_id, segment, self, args, kwargs, keys),
+                flow=FlowSegment(name, run_id, segment, (name, self, args, kwargs, keys, NO_NODE_ARGUMENTS)),
                 record_kwargs=kwargs,
             )
             if outcome is _RETURNED:
