@@ -68,6 +68,14 @@ class Board:
         self.owner = "nobody"
         raise RuntimeError("boom")
 
+    @action
+    def drop(self, index: int) -> None:
+        del self.tasks[index]
+
+    @action
+    def add_all(self, task_ids: list[str]) -> None:
+        self.tasks.extend({"id": task_id} for task_id in task_ids)
+
 
 def record_board(path: Path, **kwargs: Any) -> tuple[Board, list[Any]]:
     """A board with a few recorded transactions; returns it and the snapshot after each state."""
@@ -352,6 +360,24 @@ def test_batch_flush_writes_within_50_ms_and_on_close(tmp_path: Path) -> None:
     assert SessionLog.open(path).snapshot_at(3) == get_snapshot(board)  # the log it would have replaced is intact
 
 
+def test_batch_entries_name_each_call_as_it_was_when_it_committed(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    board = Board.create({"tasks": [{"id": "a"}, {"id": "b"}]})
+    with record_session(board, path, flush="batch", checkpoint_every=None):
+        board.tasks[1].toggle()  # plain arguments: the timer thread serialises the call later...
+        board.drop(0)  # ...when its node is at /tasks/0
+        task_ids = ["c"]
+        board.add_all(task_ids)  # a mutable argument: serialised at once...
+        task_ids.append("d")  # ...as it was, not as it is by the time the timer thread writes
+        assert len(SessionLog.open(path)) == 0  # (all of it still held)
+    actions = [entry.action for entry in SessionLog.open(path)]
+    assert actions == [
+        {"name": "toggle", "path": "/tasks/1", "args": []},
+        {"name": "drop", "path": "", "args": [0]},
+        {"name": "add_all", "path": "", "args": [["c"]]},
+    ]
+
+
 def test_unserialisable_meta_is_rejected_and_the_file_left_alone(tmp_path: Path) -> None:
     path = tmp_path / "s.jsonl"
     path.write_text("an earlier log\n")
@@ -413,6 +439,22 @@ def test_replay_reproduces_every_recorded_state(
     fresh = SchemaStore.create(INITIAL)
     cut_log.replay(fresh)
     assert get_snapshot(fresh) == states[len(cut_log)]
+
+
+@PROPS
+@given(ops=op_sequences(max_size=15))
+def test_batch_writes_the_lines_line_writes(tmp_path_factory: pytest.TempPathFactory, ops: list[Op]) -> None:
+    directory = tmp_path_factory.mktemp("both")
+    store = SchemaStore.create(INITIAL)
+    with (
+        record_session(store, directory / "line.jsonl", checkpoint_every=None),
+        record_session(store, directory / "batch.jsonl", checkpoint_every=None, flush="batch"),
+    ):
+        for op in ops:
+            with contextlib.suppress(*EXPECTED_ERRORS):
+                run_op(store, op)
+    line, batch = ((directory / name).read_bytes().splitlines()[1:] for name in ("line.jsonl", "batch.jsonl"))
+    assert batch == line  # the same entries, byte for byte (the header's start time aside)
 
 
 @settings(max_examples=30, deadline=None)

@@ -23,6 +23,7 @@ import threading
 import time
 from array import array
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ from mst_llm.core.ops.jsonpatch import JsonPatchError, apply_in_place, apply_per
 from mst_llm.core.ops.patches import apply_patch
 from mst_llm.core.ops.snapshots import apply_snapshot, get_snapshot
 from mst_llm.core.ops.tree import get_type, on_commit
+from mst_llm.core.state.transaction import Commit, self_contained
 from mst_llm.errors import SessionLogError
 
 FORMAT = "mst_llm.session"
@@ -95,6 +97,10 @@ def _entry(
     if flow is not None:
         entry["flow"] = flow
     return entry
+
+
+def _commit_entry(seq: int, commit: Commit) -> dict[str, Any]:
+    return _entry(seq, commit.committed_at, commit.action, commit.patches, commit.inverse_patches, commit.flow)
 
 
 def entry_line(
@@ -159,9 +165,15 @@ class SessionRecorder:
         self.path = Path(path)
         self.fsync = fsync
         self.flush_mode = flush
-        self._pending: list[dict[str, Any]] = []  # flush="batch": entries and checkpoints not written yet
+        # flush="batch": what is not written yet, in order: (seq, commit) pairs, entries, checkpoints (appended
+        # without the lock: deque.append and popleft are atomic; the lock serialises flushes); the writer thread
+        # is woken once per batch (``_armed``), so holding an entry is one append
+        self._pending: deque[tuple[int, Commit] | dict[str, Any]] = deque()
         self._pending_lock = threading.Lock()
-        self._timer: threading.Timer | None = None
+        self._armed = False
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._writer: threading.Thread | None = None
         self.checkpoint_every = checkpoint_every
         self.seq = 0
         self._since_checkpoint = 0
@@ -173,17 +185,18 @@ class SessionRecorder:
         except BaseException:
             self.close()
             raise
+        if flush == "batch":
+            self._writer = threading.Thread(target=self._write_batches, name=f"session log {self.path}", daemon=True)
+            self._writer.start()
         self._dispose = on_commit(node, self._on_commit_line if flush == "line" else self._on_commit_batch)
 
-    def _on_commit_line(self, commit: Any) -> None:
+    def _on_commit_line(self, commit: Commit) -> None:
         """flush="line": encode the entry and hand it to the OS (one ``os.write``) before the action returns."""
         fd = self._fd
         if fd is None:
             return
         self.seq = seq = self.seq + 1
-        line = _dumps(
-            _entry(seq, commit.committed_at, commit.action, commit.patches, commit.inverse_patches, commit.flow)
-        )
+        line = _dumps(_commit_entry(seq, commit))
         written = os.write(fd, line)
         if written < len(line) or self.fsync:
             self._write_now(line, written)
@@ -193,14 +206,14 @@ class SessionRecorder:
             if self._since_checkpoint >= self.checkpoint_every:
                 self._checkpoint_if_due()
 
-    def _on_commit_batch(self, commit: Any) -> None:
-        """flush="batch": keep the entry; the timer thread encodes and writes what it holds every 50 ms. The action
-        call is read here, on the committing thread: its JSON form may read the tree (a node argument of another
-        tree is recorded as its snapshot), which the timer thread must not."""
+    def _on_commit_batch(self, commit: Commit) -> None:
+        """flush="batch": keep the commit; the writer thread serialises, encodes and writes what it holds every 50 ms.
+        A commit whose call has other than plain arguments is serialised here, on the committing thread: the JSON
+        form of a node or of a mutable argument reads what the writer thread must not read while it changes."""
         if self._fd is None:
             return
         self.seq = seq = self.seq + 1
-        self._hold(_entry(seq, commit.committed_at, commit.action, commit.patches, commit.inverse_patches, commit.flow))
+        self._hold((seq, commit) if self_contained(commit) else _commit_entry(seq, commit))
         if self.checkpoint_every:
             self._since_checkpoint += 1  # (flush counts the entry's bytes once it has encoded it)
             if self._since_checkpoint >= self.checkpoint_every:
@@ -221,29 +234,42 @@ class SessionRecorder:
         else:
             self._hold(checkpoint, checkpoint=True)
 
-    def _hold(self, item: dict[str, Any], *, checkpoint: bool = False) -> None:
-        with self._pending_lock:
-            if checkpoint:  # (flush counts the bytes of the entries held after it; see there)
+    def _hold(self, item: tuple[int, Commit] | dict[str, Any], *, checkpoint: bool = False) -> None:
+        if checkpoint:
+            with self._pending_lock:  # (flush counts the bytes of the entries held after it; see there)
                 self._bytes_since_checkpoint = 0
+                self._pending.append(item)
+        else:
             self._pending.append(item)
-            if self._timer is None:
-                self._timer = threading.Timer(BATCH_INTERVAL, self.flush)
-                self._timer.daemon = True
-                self._timer.start()
+        if not self._armed:
+            self._armed = True
+            self._wake.set()
+
+    def _write_batches(self) -> None:
+        """flush="batch": the writer thread. Woken by the first entry held after a write, it waits BATCH_INTERVAL
+        (less when the recorder closes) and writes what is held by then. (One thread for the recorder's life, not a
+        thread start per batch.)"""
+        while not self._closing.is_set():
+            self._wake.wait()
+            self._closing.wait(BATCH_INTERVAL)
+            self._wake.clear()
+            self._armed = False  # before flush drains: an entry held from now on wakes the next round
+            self.flush()
 
     def flush(self) -> None:
         """Encode and write the entries that flush="batch" holds back (called every 50 ms while there are any)."""
         with self._pending_lock:
-            self._timer = None
-            items, self._pending = self._pending, []
+            pending = self._pending
+            items = [pending.popleft() for _ in range(len(pending))]
             if not items or self._fd is None:
                 return
-            lines = [_dumps(item) for item in items]
+            entries = [item if isinstance(item, dict) else _commit_entry(*item) for item in items]
+            lines = [_dumps(entry) for entry in entries]
             # the checkpoint rule's bytes: those of the entries held after the last checkpoint, which set the count
             # back to 0 when it was taken (the entries held before it belong to the stretch it closed)
             counted = 0
-            for item, line in zip(items, lines, strict=True):
-                if "checkpoint" in item:
+            for entry, line in zip(entries, lines, strict=True):
+                if "checkpoint" in entry:
                     self._last_checkpoint_bytes = len(line)
                     counted = 0
                 else:
@@ -271,9 +297,11 @@ class SessionRecorder:
         if self._dispose is not None:
             self._dispose()
             self._dispose = None
-        with self._pending_lock:
-            if self._timer is not None:
-                self._timer.cancel()
+        if self._writer is not None:
+            self._closing.set()
+            self._wake.set()
+            self._writer.join()
+            self._writer = None
         self.flush()
         if self._fd is not None:
             os.close(self._fd)
@@ -304,7 +332,7 @@ def record_session(
     ``checkpoint_every``: least number of entries between full-snapshot checkpoints (None: never).
     ``fsync``: also fsync each write (survives power loss, not just a killed process; much slower).
     ``flush``: "line" writes each entry before the action returns; "batch" writes the entries of the last
-    50 ms together from a timer thread (cheaper per action; a killed process loses at most those 50 ms).
+    50 ms together from a writer thread (cheaper per action; a killed process loses at most those 50 ms).
     """
     return SessionRecorder(node, path, meta=meta, fsync=fsync, checkpoint_every=checkpoint_every, flush=flush)
 

@@ -24,6 +24,7 @@ from mst_llm.core.state.actions import (
     ActionCall,
     FlowSegment,
     ListenedCall,
+    has_plain_arguments,
     pin_call,
     run_middleware,
     serialise_call,
@@ -615,3 +616,9 @@ class Commit:
     def __repr__(self) -> str:
         return f"Commit(seq={self.seq}, action={self.action!r}, flow={self.flow!r}, patches={list(self.patches)!r})"
 
+
+def self_contained(commit: Commit) -> bool:
+    """Whether reading the commit's ``action`` and ``flow`` reads nothing but the commit (their arguments are all
+    plain values), so that another thread may serialise them later while the tree goes on changing."""
+    call, flow = commit._call, commit._flow
+    return (call is None or has_plain_arguments(call)) and (flow is None or has_plain_arguments(flow.call))
