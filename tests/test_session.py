@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -439,6 +441,40 @@ def test_replay_reproduces_every_recorded_state(
     fresh = SchemaStore.create(INITIAL)
     cut_log.replay(fresh)
     assert get_snapshot(fresh) == states[len(cut_log)]
+
+
+_FAILING_DISK = """
+import resource, signal, sys, time
+from pathlib import Path
+from mst_llm import SessionLogError, record_session
+from tests.test_session import Board
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+path = Path(sys.argv[1])
+board = Board.create({})
+recorder = record_session(board, path, flush="batch", checkpoint_every=None)
+resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size + 100, resource.RLIM_INFINITY))
+for index in range(50):
+    board.add(f"lost-{index}")
+time.sleep(0.5)  # the writer thread writes 100 bytes of them and fails on the rest
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+board.add("after")
+time.sleep(0.5)
+try:
+    recorder.close()
+except SessionLogError as error:
+    print("raised:", error)
+"""
+
+
+def test_batch_write_failures_are_raised_by_close_and_recording_goes_on(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-c", _FAILING_DISK, str(path)], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.startswith(f"raised: {path}: entries held by flush='batch' were not written: ")
+    assert "File too large" in done.stdout
+    assert b'"args":["after"' in path.read_bytes()  # the writer thread went on after the failure
 
 
 @PROPS

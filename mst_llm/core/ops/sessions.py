@@ -174,6 +174,7 @@ class SessionRecorder:
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._writer: threading.Thread | None = None
+        self._write_error: Exception | None = None  # the writer thread's first failure, raised by close()
         self.checkpoint_every = checkpoint_every
         self.seq = 0
         self._since_checkpoint = 0
@@ -254,7 +255,10 @@ class SessionRecorder:
             self._closing.wait(BATCH_INTERVAL)
             self._wake.clear()
             self._armed = False  # before flush drains: an entry held from now on wakes the next round
-            self.flush()
+            try:
+                self.flush()
+            except Exception as error:  # a full disk, say: those entries are lost; close() says so, recording goes on
+                self._write_error = self._write_error or error
 
     def flush(self) -> None:
         """Encode and write the entries that flush="batch" holds back (called every 50 ms while there are any)."""
@@ -293,7 +297,8 @@ class SessionRecorder:
         return self._fd is None
 
     def close(self) -> None:
-        """Stop recording and close the file (idempotent)."""
+        """Stop recording and close the file (idempotent). Raises SessionLogError when flush="batch" could not write
+        some entries (its writer thread keeps the first failure for here)."""
         if self._dispose is not None:
             self._dispose()
             self._dispose = None
@@ -302,10 +307,15 @@ class SessionRecorder:
             self._wake.set()
             self._writer.join()
             self._writer = None
-        self.flush()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        try:
+            self.flush()
+        finally:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+        error, self._write_error = self._write_error, None
+        if error is not None:
+            raise SessionLogError(f"{self.path}: entries held by flush='batch' were not written: {error}") from error
 
     stop = close
 
