@@ -490,7 +490,6 @@ def deliver(tx: Transaction) -> None:
                 except Exception as error:
                     errors.append(error)
     if batches is not None:
-        calls_by_node = {node: (call, depth) for call, listener_nodes in tx.calls for node, depth in listener_nodes}
         tree = tx.root._tree
         seq = 0 if tree is None else tree.seq
         committed = _now()
@@ -500,7 +499,7 @@ def deliver(tx: Transaction) -> None:
             hooks = consumer._hooks
             if hooks is None:
                 continue
-            call, depth = calls_by_node.get(consumer, (None, 0))
+            call, depth = _call_seen_from(consumer, tx)
             if call is None and flow is not None:  # a later segment: the flow's own call is the one it names
                 depth = _depth_below(consumer, flow.call[1])
             commit = Commit(seq, tuple(patches), tuple(inverses), call, depth, flow, started, committed)
@@ -522,6 +521,18 @@ def deliver(tx: Transaction) -> None:
                     errors.append(error)
     if errors:
         raise errors[0]
+
+
+def _call_seen_from(consumer: Any, tx: Transaction) -> tuple[ListenedCall | None, int]:
+    """The outermost call that ``consumer``'s listeners see, with the depth of its node below ``consumer``.
+
+    (A loop over the transaction's listened calls, of which there is at most one: a dict of them built per commit
+    cost ~1,700 instructions more, measured with callgrind.)"""
+    for call, listener_nodes in tx.calls:
+        for node, depth in listener_nodes:
+            if node is consumer:
+                return call, depth
+    return None, 0
 
 
 def _depth_below(ancestor: Any, node: Any) -> int:
