@@ -32,6 +32,7 @@ from mst_llm import (
 )
 from mst_llm import types as t
 from mst_llm.core.base.frozen import FrozenDict
+from mst_llm.core.ops import sessions
 from tests.schema import EXPECTED_ERRORS, Op, op_sequences, run_op
 from tests.schema import Store as SchemaStore
 
@@ -362,15 +363,18 @@ def test_batch_flush_writes_within_50_ms_and_on_close(tmp_path: Path) -> None:
     assert SessionLog.open(path).snapshot_at(3) == get_snapshot(board)  # the log it would have replaced is intact
 
 
-def test_batch_entries_name_each_call_as_it_was_when_it_committed(tmp_path: Path) -> None:
+def test_batch_entries_name_each_call_as_it_was_when_it_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sessions, "BATCH_INTERVAL", 60.0)  # the writer thread writes on close, not before
     path = tmp_path / "s.jsonl"
     board = Board.create({"tasks": [{"id": "a"}, {"id": "b"}]})
     with record_session(board, path, flush="batch", checkpoint_every=None):
-        board.tasks[1].toggle()  # plain arguments: the timer thread serialises the call later...
+        board.tasks[1].toggle()  # plain arguments: the writer thread serialises the call later...
         board.drop(0)  # ...when its node is at /tasks/0
         task_ids = ["c"]
         board.add_all(task_ids)  # a mutable argument: serialised at once...
-        task_ids.append("d")  # ...as it was, not as it is by the time the timer thread writes
+        task_ids.append("d")  # ...as it was, not as it is by the time the writer thread writes
         assert len(SessionLog.open(path)) == 0  # (all of it still held)
     actions = [entry.action for entry in SessionLog.open(path)]
     assert actions == [
