@@ -10,6 +10,7 @@ import pytest
 
 from mst_llm import (
     Commit,
+    SessionLog,
     action,
     apply_action,
     apply_patch,
@@ -19,6 +20,7 @@ from mst_llm import (
     on_commit,
     on_patch,
     on_snapshot,
+    record_session,
     unprotect,
 )
 
@@ -235,3 +237,15 @@ def test_every_segment_of_a_flow_names_the_flow_where_its_node_was_when_it_start
     (segment,) = [commit for commit in commits if commit.flow is not None and commit.patches]
     assert segment.patches[0]["path"] == "/lines/2/text"
     assert segment.flow is not None and segment.flow["path"] == "/lines/2" and segment.flow["segment"] == 2
+
+
+def test_commit_line_is_the_entry_a_session_log_holds(tmp_path: Any) -> None:
+    store = Store.create({"todos": [{"title": "a"}]})
+    commits: list[Commit] = []
+    on_commit(store, commits.append)
+    with record_session(store, tmp_path / "s.jsonl"):
+        store.todos[0].toggle()
+        store.add("b")
+    written = (tmp_path / "s.jsonl").read_bytes().splitlines(keepends=True)[1:]
+    assert [SessionLog.commit_line(seq, commit) for seq, commit in enumerate(commits, 1)] == written
+    assert SessionLog.open(tmp_path / "s.jsonl").entry(1).action == {"name": "toggle", "path": "/todos/0", "args": []}

@@ -497,17 +497,7 @@ class Replica:
         batch = self._pending[:MAX_BATCH]
         args: list[Any] = [base]
         for offset, item in enumerate(batch, start=1):
-            commit = item.commit
-            args.append(
-                SessionLog.entry_line(
-                    base + offset,
-                    commit.committed_at,
-                    commit.action,
-                    commit.patches,
-                    commit.inverse_patches,
-                    commit.flow,
-                )
-            )
+            args.append(SessionLog.commit_line(base + offset, item.commit))
             args.append(item.tag)
         appended = int(await self._append(keys=[self.stream], args=args))
         if appended:

@@ -85,24 +85,6 @@ def _dumps(value: Any) -> bytes:
         return (encode_json(value) + "\n").encode()
 
 
-def _entry(
-    seq: int,
-    ts: float,
-    action: dict[str, Any] | None,
-    patches: Sequence[dict[str, Any]],
-    inverse_patches: Sequence[dict[str, Any]],
-    flow: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    entry = {"seq": seq, "ts": ts, "action": action, "patches": patches, "inverse_patches": inverse_patches}
-    if flow is not None:
-        entry["flow"] = flow
-    return entry
-
-
-def _commit_entry(seq: int, commit: Commit) -> dict[str, Any]:
-    return _entry(seq, commit.committed_at, commit.action, commit.patches, commit.inverse_patches, commit.flow)
-
-
 def entry_line(
     seq: int,
     ts: float,
@@ -111,7 +93,15 @@ def entry_line(
     inverse_patches: Sequence[dict[str, Any]],
     flow: dict[str, Any] | None = None,
 ) -> bytes:
-    return _dumps(_entry(seq, ts, action, patches, inverse_patches, flow))
+    entry = {"seq": seq, "ts": ts, "action": action, "patches": patches, "inverse_patches": inverse_patches}
+    if flow is not None:
+        entry["flow"] = flow
+    return _dumps(entry)
+
+
+def commit_line(seq: int, commit: Commit) -> bytes:
+    """The entry line of a commit (``on_commit``) as entry ``seq``: what the recorder and a replica write."""
+    return entry_line(seq, commit.committed_at, commit.action, commit.patches, commit.inverse_patches, commit.flow)
 
 
 def _checkpoint(seq: int, ts: float, snapshot: Any) -> dict[str, Any]:
@@ -165,10 +155,10 @@ class SessionRecorder:
         self.path = Path(path)
         self.fsync = fsync
         self.flush_mode = flush
-        # flush="batch": what is not written yet, in order: (seq, commit) pairs, entries, checkpoints (appended
+        # flush="batch": what is not written yet, in order: (seq, commit) pairs, entry lines, checkpoints (appended
         # without the lock: deque.append and popleft are atomic; the lock serialises flushes); the writer thread
         # is woken once per batch (``_armed``), so holding an entry is one append
-        self._pending: deque[tuple[int, Commit] | dict[str, Any]] = deque()
+        self._pending: deque[tuple[int, Commit] | bytes | dict[str, Any]] = deque()
         self._pending_lock = threading.Lock()
         self._armed = False
         self._wake = threading.Event()
@@ -197,7 +187,7 @@ class SessionRecorder:
         if fd is None:
             return
         self.seq = seq = self.seq + 1
-        line = _dumps(_commit_entry(seq, commit))
+        line = commit_line(seq, commit)
         written = os.write(fd, line)
         if written < len(line) or self.fsync:
             self._write_now(line, written)
@@ -214,7 +204,7 @@ class SessionRecorder:
         if self._fd is None:
             return
         self.seq = seq = self.seq + 1
-        self._hold((seq, commit) if self_contained(commit) else _commit_entry(seq, commit))
+        self._hold((seq, commit) if self_contained(commit) else commit_line(seq, commit))
         if self.checkpoint_every:
             self._since_checkpoint += 1  # (flush counts the entry's bytes once it has encoded it)
             if self._since_checkpoint >= self.checkpoint_every:
@@ -235,7 +225,7 @@ class SessionRecorder:
         else:
             self._hold(checkpoint, checkpoint=True)
 
-    def _hold(self, item: tuple[int, Commit] | dict[str, Any], *, checkpoint: bool = False) -> None:
+    def _hold(self, item: tuple[int, Commit] | bytes | dict[str, Any], *, checkpoint: bool = False) -> None:
         if checkpoint:
             with self._pending_lock:  # (flush counts the bytes of the entries held after it; see there)
                 self._bytes_since_checkpoint = 0
@@ -267,17 +257,19 @@ class SessionRecorder:
             items = [pending.popleft() for _ in range(len(pending))]
             if not items or self._fd is None:
                 return
-            entries = [item if isinstance(item, dict) else _commit_entry(*item) for item in items]
-            lines = [_dumps(entry) for entry in entries]
             # the checkpoint rule's bytes: those of the entries held after the last checkpoint, which set the count
             # back to 0 when it was taken (the entries held before it belong to the stretch it closed)
             counted = 0
-            for entry, line in zip(entries, lines, strict=True):
-                if "checkpoint" in entry:
+            lines = []
+            for item in items:
+                if isinstance(item, dict):  # a checkpoint
+                    line = _dumps(item)
                     self._last_checkpoint_bytes = len(line)
                     counted = 0
                 else:
+                    line = item if isinstance(item, bytes) else commit_line(*item)
                     counted += len(line)
+                lines.append(line)
             self._bytes_since_checkpoint += counted
             self._write_now(b"".join(lines))
 
@@ -376,6 +368,7 @@ class SessionLog:
     # the lines of the format it reads, for programs that write it elsewhere (mst_llm.sync to a Redis stream)
     header_line = staticmethod(header_line)
     entry_line = staticmethod(entry_line)
+    commit_line = staticmethod(commit_line)
     checkpoint_line = staticmethod(checkpoint_line)
     root_type_of = staticmethod(type_name)
 
