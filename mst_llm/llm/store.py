@@ -20,7 +20,7 @@ from mst_llm import Commit, ModelNode, action, flow, get_snapshot, model, on_com
 from mst_llm import types as t
 from mst_llm.errors import CatalogError, DownloadError, ModelStoreError
 from mst_llm.llm import hub
-from mst_llm.llm.catalog import DEFAULT_CATALOG, CatalogEntry, entry_of, validate_name
+from mst_llm.llm.catalog import DEFAULT_CATALOG, CatalogEntry, entry_from_mapping, entry_of, validate_name
 from mst_llm.llm.download import Downloader, offline, partial_bytes, remove_partial
 from mst_llm.llm.env import LLM_ENV_KEY, MODELS_DIR_ENV, default_models_dir, llm_env, llm_settings
 from mst_llm.llm.model import RUNTIME_STATES, LlamaModel
@@ -221,8 +221,9 @@ class LLMStore(ModelNode):
         """Add a catalog entry at run time (``add_hub_model`` does, for ``mst-llm pull hf.co/...``) and scan its
         file, which may already be there; the state file remembers the entry while its file or a partial is on
         disk. The same entry again returns its model; a key or file name of another source is a ModelStoreError.
-        A model found on disk without a source takes the entry's source (the scan then checks it)."""
-        entry = entry if isinstance(entry, CatalogEntry) else entry_of(entry)
+        A model found on disk without a source takes the entry's source (the scan then checks it). A mapping is read
+        as a catalog file's entry is: an unknown field (a misspelt ``sha265``) is a CatalogError, not dropped."""
+        entry = entry if isinstance(entry, CatalogEntry) else entry_from_mapping(entry)
         for info in self.models:
             if info.key != entry.key and info.filename != entry.filename:
                 continue

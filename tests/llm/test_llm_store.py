@@ -207,6 +207,25 @@ def test_catalog_files_toml_and_json(tmp_path: Path) -> None:
     assert [entry.key for entry in load_catalog(toml) + load_catalog(json_file)] == ["a", "b"]
 
 
+def test_add_model_refuses_an_unknown_field(tmp_path: Path) -> None:
+    """A misspelt field is named, not dropped (dropping "sha265" would download the model unverified)."""
+
+    async def main() -> None:
+        async with create_llm_store(tmp_path / "models", []) as store:
+            entry = {
+                "key": "k",
+                "display_name": "K",
+                "filename": "k.gguf",
+                "url": "https://e.org/k",
+                "sha265": "0" * 64,
+            }
+            with pytest.raises(CatalogError, match="unknown fields \\['sha265'\\]"):
+                await store.add_model(entry)
+            assert store.models == []
+
+    anyio.run(main)
+
+
 def test_models_dir_env_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MST_LLM_MODELS_DIR", str(tmp_path))
     assert default_models_dir() == tmp_path
