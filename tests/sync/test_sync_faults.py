@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
-
 from mst_llm import SessionLog, get_snapshot
 from mst_llm.sync import Conflict, SyncError, replicate
 
 from .broker import Broker
+from .helpers import append_foreign, settle
 from .sync_models import Tally
 
 
@@ -30,8 +29,7 @@ def test_dropped_connections_lose_and_duplicate_nothing(broker: Broker, stream: 
                         await asyncio.sleep(0)
                     # every client but this one loses its connection: appends in flight, blocked XREADs, ...
                     admin.client_kill_filter(_type="normal", skipme=True)
-                    for replica in (a, b, a):
-                        await replica.sync(timeout=20)
+                    await settle(a, b)
                     assert admin.client_kill_filter(_type="normal", skipme=True) >= 2  # ... and once more when idle
             return get_snapshot(one), get_snapshot(two), conflicts
 
@@ -43,20 +41,13 @@ def test_dropped_connections_lose_and_duplicate_nothing(broker: Broker, stream: 
 
 
 def test_entries_the_broker_lost_are_reported_and_the_rest_applied(broker: Broker, stream: str) -> None:
-    def entry(seq: int, count: int) -> dict[str, bytes]:
-        body = {"seq": seq, "ts": 0, "action": None, "patches": [{"op": "replace", "path": "/count", "value": count}]}
-        return {"e": orjson.dumps({**body, "inverse_patches": []}), "o": b"elsewhere/1"}
-
     async def run() -> tuple[list[Conflict], int, int]:
         tally = Tally.create()
         conflicts: list[Conflict] = []
         async with replicate(tally, broker.url, stream) as replica:
             replica.on_conflict(conflicts.append)
-            with broker.client() as client, client.pipeline(transaction=True) as lost:
-                for seq in (1, 2, 3):
-                    lost.xadd(stream, entry(seq, 10 * seq), id=f"{seq}-0")
-                lost.xdel(stream, "1-0", "2-0")  # what a broker without AOF loses in a crash
-                lost.execute()
+            patches = [{"op": "replace", "path": "/count", "value": 10 * seq} for seq in (1, 2, 3)]
+            append_foreign(broker, stream, patches, lose=(1, 2))  # what a broker without AOF loses in a crash
             await replica.sync()
             return conflicts, tally.count, replica.seq
 

@@ -30,18 +30,8 @@ from mst_llm import types as t
 from mst_llm.sync import BadEntryError, Conflict, ConflictError, Replica, SyncError, replicate
 
 from .broker import Broker
+from .helpers import append_foreign, replay, settle
 from .sync_models import Board, Tally
-
-
-async def settle(*replicas: Replica) -> None:
-    for _ in range(2):  # a second round: what one replica's sync published, the others apply
-        for replica in replicas:
-            await replica.sync(timeout=20)
-
-
-def replay(broker: Broker, stream: str) -> Any:
-    log = SessionLog.open(f"{broker.url}#{stream}")
-    return log.snapshot_at(len(log))
 
 
 def test_a_second_replica_joins_with_the_state_and_follows(broker: Broker, stream: str) -> None:
@@ -184,11 +174,6 @@ def test_a_garbage_entry_is_reported_and_skipped(broker: Broker, stream: str) ->
     assert snapshot["count"] == 2 and seq == 4
 
 
-def _foreign(seq: int, patch: dict[str, Any]) -> dict[str, bytes]:
-    """The fields of a stream entry another replica appended: one patch, no action."""
-    return {"e": SessionLog.entry_line(seq, 0, None, [patch], []), "o": b"elsewhere/1"}
-
-
 def test_entries_that_arrive_together_apply_one_by_one_but_the_one_that_does_not(broker: Broker, stream: str) -> None:
     async def run() -> tuple[list[Conflict], Any, int, int]:
         tally = Tally.create()
@@ -197,11 +182,15 @@ def test_entries_that_arrive_together_apply_one_by_one_but_the_one_that_does_not
         async with replicate(tally, broker.url, stream) as replica:
             replica.on_conflict(conflicts.append)
             on_commit(tally, commits.append)
-            with broker.client() as client, client.pipeline(transaction=True) as together:  # one XREAD reads all
-                together.xadd(stream, _foreign(1, {"op": "replace", "path": "/count", "value": 5}), id="1-0")
-                together.xadd(stream, _foreign(2, {"op": "replace", "path": "/nope", "value": 1}), id="2-0")
-                together.xadd(stream, _foreign(3, {"op": "add", "path": "/seen/a", "value": 1}), id="3-0")
-                together.execute()
+            append_foreign(
+                broker,
+                stream,
+                [
+                    {"op": "replace", "path": "/count", "value": 5},
+                    {"op": "replace", "path": "/nope", "value": 1},
+                    {"op": "add", "path": "/seen/a", "value": 1},
+                ],
+            )
             await replica.sync()
             return conflicts, get_snapshot(tally), replica.seq, len(commits)
 
@@ -226,10 +215,7 @@ def test_a_listener_that_raises_does_not_make_entries_apply_twice_or_count_as_ba
             replica.on_conflict(conflicts.append)
             on_commit(tally, commits.append)
             on_patch(tally, fail)  # apply_patch raises after its commit
-            with broker.client() as client, client.pipeline(transaction=True) as together:
-                together.xadd(stream, _foreign(1, {"op": "replace", "path": "/count", "value": 1}), id="1-0")
-                together.xadd(stream, _foreign(2, {"op": "replace", "path": "/count", "value": 2}), id="2-0")
-                together.execute()
+            append_foreign(broker, stream, [{"op": "replace", "path": "/count", "value": value} for value in (1, 2)])
             await replica.sync()
             return conflicts, tally.count, replica.seq, len(commits)
 
@@ -270,10 +256,7 @@ def test_lag_counts_entries_seen_and_not_applied_yet(broker: Broker, stream: str
             holder = threading.Thread(target=gate.hold, args=(2,))
             holder.start()  # an action in another thread holds the tree's lock: the replica cannot apply
             assert await asyncio.to_thread(HELD.wait, 10)
-            with broker.client() as client, client.pipeline(transaction=True) as together:  # one XREAD reads both
-                together.xadd(stream, _foreign(1, {"op": "replace", "path": "/count", "value": 1}), id="1-0")
-                together.xadd(stream, _foreign(2, {"op": "replace", "path": "/count", "value": 2}), id="2-0")
-                together.execute()
+            append_foreign(broker, stream, [{"op": "replace", "path": "/count", "value": value} for value in (1, 2)])
             await replica.sync()  # the loop waits for the tree's lock in the meantime
             await asyncio.to_thread(holder.join, 10)
             return get_snapshot(gate), replica.seq, replica.lag
