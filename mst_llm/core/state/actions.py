@@ -106,7 +106,7 @@ def serialise_call(call: ListenedCall, depth: int) -> dict[str, Any]:
     Reads nothing but the call record for a call whose arguments are all PLAIN_ARGUMENTS, so such a call may be
     serialised later, in another thread (``record_session(flush="batch")``)."""
     name, node, args, kwargs, keys, places = call
-    if not kwargs and (not args or PLAIN_ARGUMENTS.issuperset(map(type, args))):
+    if has_plain_arguments(call):
         return {"name": name, "path": relative_path(keys, depth), "args": list(args)}
     node_form = _node_form(node, keys, places, depth)
     result: dict[str, Any] = {"name": name, "path": relative_path(keys, depth)}

@@ -210,7 +210,8 @@ def run_action(
         listened = -1  # where the call's record is in tx.calls when it is an outermost call someone listens to
         if listeners is not None and not tx.call_stack:
             listened = len(tx.calls)
-            if call_kwargs or (call_args and not PLAIN_ARGUMENTS.issuperset(map(type, call_args))):  # nodes?
+            # (has_plain_arguments, inlined: every action a listener sees takes this path)
+            if call_kwargs or (call_args and not PLAIN_ARGUMENTS.issuperset(map(type, call_args))):
                 tx.calls.append((pin_call(name or "", node, root, call_args, call_kwargs), listeners))
             else:  # its JSON form names the node where it was when the call started, whenever it is read
                 keys = []  # (keys_up, inlined: every action a listener sees takes this path)
