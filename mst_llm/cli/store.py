@@ -21,7 +21,6 @@ from rich.text import Text
 
 from mst_llm import get_snapshot
 from mst_llm.cli.common import (
-    HUB_PREFIXES,
     catalog_option,
     debug_option,
     examples,
@@ -393,6 +392,7 @@ def _print_grid(console: Console, rows: list[tuple[str, str]]) -> None:
     epilog=examples(
         "mst-llm inspect model.gguf",
         "mst-llm inspect gemma-3-270m            an installed model, by its key",
+        "mst-llm inspect unsloth/gemma-3-270m-it-GGUF:Q8_0    a pulled model, by its name",
         "mst-llm inspect model.gguf --json | jq .metadata",
     ),
 )
@@ -405,7 +405,7 @@ def inspect_file(target: str, as_json: bool, models_dir: Path | None, catalog: P
     """Validate a GGUF file (or an installed model's, by key) as LlamaModel does before llama.cpp sees it, and
     show its metadata."""
     path = Path(target)
-    if not path.exists() and path.suffix != ".gguf" and (len(path.parts) == 1 or target.startswith(HUB_PREFIXES)):
+    if not path.exists() and path.suffix != ".gguf":  # a key or a pulled name: find_model says which, as for rm
 
         async def installed(store: LLMStore) -> Path:
             return store.model_path(find_model(store, target))

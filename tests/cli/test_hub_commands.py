@@ -179,6 +179,19 @@ def test_run_without_a_prompt_on_a_terminal_opens_a_chat(tmp_path: Path) -> None
         tty.close()
 
 
+def test_inspect_takes_a_pulled_name_without_its_prefix(repo: FakeHub, tmp_path: Path) -> None:
+    """``USER/REPO:QUANT`` names a pulled model for inspect as for rm, not a file of the current folder."""
+    assert invoke(tmp_path, "pull", "hf.co/tester/Tiny-GGUF:Q8_0").exit_code == 0
+    inspected = invoke(tmp_path, "inspect", "--json", "tester/Tiny-GGUF:Q8_0")
+    assert inspected.exit_code == 0, inspected.output
+    assert json.loads(inspected.stdout)["path"] == str(tmp_path / "tiny-Q8_0.gguf")
+    missing = invoke(tmp_path, "inspect", "tester/Tiny-GGUF:Q4_K_M")
+    assert missing.exit_code == 1
+    assert missing.stderr == (
+        "error: tester/Tiny-GGUF:Q4_K_M is not pulled; `mst-llm pull tester/Tiny-GGUF:Q4_K_M` downloads it\n"
+    )
+
+
 def test_run_select_inspect_and_rm_take_the_name_a_model_was_pulled_by(
     repo: FakeHub, tmp_path: Path, gguf_bytes: bytes
 ) -> None:
