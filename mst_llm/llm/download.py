@@ -426,31 +426,37 @@ class Downloader:
                 failures = 0  # progress was made: this is a new run of bad luck
             failures += 1
             retry_after = reason.retry_after if isinstance(reason, _Retryable) else None
-            if retry_after is not None and retry_after > self.max_retry_after:
+            wait = self.retry_delay(failures, retry_after)
+            if wait is not None:
+                await anyio.sleep(wait)
+            elif failures <= self.retries:  # the retries are not used up: the server asks for too long a wait
                 raise DownloadHTTPError(
                     f"{state.url}: {reason}, and the server asks to wait {retry_after:.0f} s (Retry-After); "
                     "try again later (the download resumes)",
                     status=cast(_Retryable, reason).status,
                     resumable=True,
                 ) from None
-            if failures > self.retries:
-                if isinstance(reason, _Retryable):
-                    raise DownloadHTTPError(
-                        f"{state.url}: {reason} after {self.retries} retries; try again later",
-                        status=reason.status,
-                        resumable=True,
-                    ) from None
+            elif isinstance(reason, _Retryable):
+                raise DownloadHTTPError(
+                    f"{state.url}: {reason} after {self.retries} retries; try again later",
+                    status=reason.status,
+                    resumable=True,
+                ) from None
+            else:
                 cls = DownloadTimeoutError if kind == "stalled" else DownloadError
                 raise cls(
                     f"{state.url}: the connection {kind} {failures} times in a row ({reason!r}); "
                     "check the network and retry (the download resumes)",
                     resumable=True,
                 ) from reason
-            await anyio.sleep(self.retry_delay(failures, retry_after))
 
-    def retry_delay(self, failures: int, retry_after: float | None = None) -> float:
-        """The wait before retry number ``failures``: what the server's ``Retry-After`` asks (429, 503), else
-        jittered exponential backoff (``backoff * 2**(failures-1)`` capped at ``max_backoff``, its upper half)."""
+    def retry_delay(self, failures: int, retry_after: float | None = None) -> float | None:
+        """The wait before retry number ``failures``, or None to give up: after more than ``retries`` failures in a
+        row, or when the server's ``Retry-After`` (429, 503) asks for more than ``max_retry_after``. The wait is
+        what ``Retry-After`` asks, else jittered exponential backoff (``backoff * 2**(failures-1)`` capped at
+        ``max_backoff``, its upper half). Downloads and the Hub's API requests retry by this one rule."""
+        if failures > self.retries or (retry_after is not None and retry_after > self.max_retry_after):
+            return None
         return retry_after if retry_after is not None else backoff_delay(failures, self.backoff, self.max_backoff)
 
     async def _verify(self, sink: _Sink, total: int | None, size: int | None, sha256: str | None) -> None:

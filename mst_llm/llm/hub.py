@@ -161,9 +161,10 @@ async def _get(
             problem, status = f"the Hub answered HTTP {response.status_code}; try again later", response.status_code
             retry_after = retry_after_seconds(response.headers.get("retry-after"))
         failures += 1
-        if failures > settings.retries or (retry_after is not None and retry_after > settings.max_retry_after):
+        wait = settings.retry_delay(failures, retry_after)
+        if wait is None:
             raise HubError(f"{reference.repo}: {problem}", status=status)
-        await anyio.sleep(settings.retry_delay(failures, retry_after))
+        await anyio.sleep(wait)
 
 
 def _check(response: httpx.Response, reference: HubReference) -> None:

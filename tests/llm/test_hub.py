@@ -155,6 +155,15 @@ def test_unreadable_or_past_retry_after() -> None:
     assert retry_after_seconds(format_datetime(now - timedelta(hours=1), usegmt=True), now) == 0.0
 
 
+def test_retry_delay_is_the_wait_or_none_to_give_up() -> None:
+    """The one rule downloads and the Hub's API requests retry by."""
+    downloader = Downloader(retries=2, backoff=0.2, max_backoff=0.4, max_retry_after=10)
+    assert downloader.retry_delay(2, 10) == 10  # Retry-After, up to the limit
+    assert downloader.retry_delay(1, 10.5) is None  # a longer one: give up at once
+    assert downloader.retry_delay(3) is None and downloader.retry_delay(3, 1) is None  # the retries are used up
+    assert 0.1 <= (downloader.retry_delay(1) or 0) <= 0.2 and 0.2 <= (downloader.retry_delay(2) or 0) <= 0.4
+
+
 # --- against the fake Hub -------------------------------------------------------------------------------------
 
 
@@ -345,6 +354,13 @@ def test_a_retry_after_beyond_the_limit_gives_up_at_once(repo: FakeHub, tmp_path
     with pytest.raises(DownloadHTTPError, match=r"HTTP 503, and the server asks to wait 3600 s") as caught:
         anyio.run(lambda: fast().download(f"{repo.endpoint}/{url}", tmp_path / Q8))
     assert caught.value.resumable and caught.value.status == 503 and len(repo.server.log) == 1
+
+
+def test_an_api_retry_after_beyond_the_limit_gives_up_at_once(hub: FakeHub, tmp_path: Path) -> None:
+    hub.server.fault(f"api/models/{REPO}/tree/main?recursive=true", Fault(status=503, headers={"Retry-After": "3600"}))
+    with pytest.raises(HubError, match="the Hub answered HTTP 503") as caught:
+        pull(tmp_path, REPO)
+    assert caught.value.status == 503 and len(hub.server.log) == 1
 
 
 def test_503_without_retry_after_backs_off_with_bounded_jitter(repo: FakeHub, tmp_path: Path) -> None:
