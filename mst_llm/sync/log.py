@@ -19,7 +19,7 @@ from redis import Redis
 from redis import exceptions as redis_errors
 
 from mst_llm import SessionLog, SessionLogError
-from mst_llm.sync.stream import Keys, entry_seq, redact, split_stream_url
+from mst_llm.sync.stream import Keys, entry_seq, password, redact, scrub, split_stream_url
 
 READ_BATCH = 5000
 HINT = " (the replicas keep a checkpoint instead; replicate with retain=None to keep every entry)"
@@ -33,7 +33,7 @@ class StreamLog(SessionLog):
         self.url = f"{redact(broker)}#{stream}"  # the only form of the URL it keeps printable
         self._stream = stream
         self._client = Redis.from_url(broker)
-        self._secret = self._client.connection_pool.connection_kwargs.get("password")
+        self._secret = password(broker)
         self._copied = 0  # the last seq copied into the file
         fd, path = tempfile.mkstemp(prefix="mst_llm-stream-", suffix=".jsonl")
         self._file: BinaryIO = os.fdopen(fd, "wb")
@@ -75,8 +75,9 @@ class StreamLog(SessionLog):
         try:
             return method(*args, **kwargs)
         except redis_errors.RedisError as error:
-            text = str(error).replace(self._secret, "***") if self._secret else str(error)
-            raise SessionLogError(f"cannot read {self.url}: {type(error).__name__}: {text}") from None
+            raise SessionLogError(
+                f"cannot read {self.url}: {type(error).__name__}: {scrub(error, self._secret)}"
+            ) from None
 
 
 def _discard(client: Redis, file: BinaryIO, path: str) -> None:

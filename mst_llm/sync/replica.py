@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
-from urllib.parse import urlsplit
 from uuid import uuid4
 
 import orjson
@@ -50,7 +49,9 @@ from mst_llm.sync.stream import (
     SyncError,
     decode,
     parse,
+    password,
     redact,
+    scrub,
 )
 
 log = logging.getLogger("mst_llm.sync")
@@ -142,7 +143,7 @@ class Replica:
             raise ValueError(f"retain must be None or at least 0, not {retain}")
         self.tree = tree
         self.url = redact(url)  # the only form of the URL this object keeps printable
-        self._secret = urlsplit(url).password
+        self._secret = password(url)
         self.stream = stream
         self.checkpoint_every = checkpoint_every
         self.retain = retain
@@ -155,7 +156,7 @@ class Replica:
         try:
             self._client = Redis.from_url(url, **(client_options or {}))
         except ValueError as error:
-            raise SyncError(f"bad broker URL {self.url}: {self._scrub(error)}") from None
+            raise SyncError(f"bad broker URL {self.url}: {scrub(error, self._secret)}") from None
         self._append = self._client.register_script(APPEND)
         self._init = self._client.register_script(INIT)
         self._checkpoint = self._client.register_script(CHECKPOINT)
@@ -334,7 +335,7 @@ class Replica:
                 self._wake.set()
             except Exception as error:
                 self._error = error
-                log.error("replication of %r on %s stopped: %s", self.stream, self.url, self._scrub(error))
+                log.error("replication of %r on %s stopped: %s", self.stream, self.url, scrub(error, self._secret))
                 self._set_status("closed")
                 return
 
@@ -421,7 +422,7 @@ class Replica:
             else:
                 error = self._apply(body["patches"], f"entry {entry.seq}")
                 if error is not None:
-                    self._bad_entry(entry.seq, f"its patches do not apply ({self._scrub(error)})")
+                    self._bad_entry(entry.seq, f"its patches do not apply ({scrub(error, self._secret)})")
             self.seq = entry.seq
 
     def _apply(self, patches: list[Any], what: str) -> Exception | None:
@@ -433,7 +434,7 @@ class Replica:
         except Exception as error:
             if not self._committed:
                 return error
-            log.warning("a listener raised on %r, %s: %s", self.stream, what, self._scrub(error))
+            log.warning("a listener raised on %r, %s: %s", self.stream, what, scrub(error, self._secret))
         return None
 
     def _bad_entry(self, seq: int, problem: str) -> None:
@@ -538,18 +539,14 @@ class Replica:
             try:
                 return await step()
             except FATAL as error:
-                raise SyncError(f"the broker at {self.url} refused us: {self._scrub(error)}") from None
+                raise SyncError(f"the broker at {self.url} refused us: {scrub(error, self._secret)}") from None
             except RETRYABLE as error:
                 if time.monotonic() + backoff.current > deadline:
-                    reason = f"{type(error).__name__}: {self._scrub(error)}"
+                    reason = f"{type(error).__name__}: {scrub(error, self._secret)}"
                     raise SyncError(f"cannot reach the broker at {self.url} ({reason})") from None
                 await backoff.sleep()
             except redis_errors.ResponseError as error:
-                raise SyncError(f"the broker at {self.url} answered an error: {self._scrub(error)}") from None
-
-    def _scrub(self, error: object) -> str:
-        text = str(error)
-        return text.replace(self._secret, "***") if self._secret else text
+                raise SyncError(f"the broker at {self.url} answered an error: {scrub(error, self._secret)}") from None
 
     def _set_status(self, status: Status) -> None:
         if self.state.status != status and not (self.state.status == "closed" and status != "closed"):

@@ -42,6 +42,20 @@ def redact(url: str) -> str:
     return SplitResult(parts.scheme, netloc, parts.path, parts.query, parts.fragment).geturl()
 
 
+def password(url: str) -> str | None:
+    """The password in ``url`` as the broker receives it (percent-decoded, as redis-py decodes it): what
+    :func:`scrub` hides."""
+    secret = urlsplit(url).password
+    return None if secret is None else unquote(secret)
+
+
+def scrub(message: object, secret: str | None) -> str:
+    """``str(message)`` (an error from the broker or its client) with ``secret`` (from :func:`password`) replaced
+    by ``***``."""
+    text = str(message)
+    return text.replace(secret, "***") if secret else text
+
+
 def split_stream_url(url: str) -> tuple[str, str]:
     """``redis://host:port/db#stream`` -> (the broker URL, the stream name)."""
     broker, sep, fragment = url.partition("#")
