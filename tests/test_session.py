@@ -545,3 +545,17 @@ def test_a_recording_started_during_a_flow_names_its_call_in_every_entry(tmp_pat
         entry.flow is not None and entry.flow["args"] == ["ann", 3] and entry.flow["path"] == "" for entry in entries
     )
     assert {entry.name for entry in entries} == {"receive"}
+
+
+def test_a_log_file_is_named_by_its_path_and_closes_as_a_context(tmp_path: Path) -> None:
+    """``name`` and ``close()`` are what every log has (a stream's reader gives its URL and drops its copy)."""
+    path = tmp_path / "s.jsonl"
+    record_board(path)
+    with SessionLog.open(path) as log:
+        assert log.name == str(path) and len(log) == 5
+    log.close()  # nothing to release: it still reads
+    assert log.refresh() == 0 and len(log) == 5
+    path.write_text(path.read_text() + "garbage\n")
+    with pytest.raises(SessionLogError) as caught:
+        log.refresh()
+    assert str(caught.value).startswith(f"{path}: line 7 is not a session-log line")

@@ -7,7 +7,6 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 from rich.console import Console
@@ -60,38 +59,29 @@ def replay(
 ) -> None:
     """Inspect a session log written by mst_llm.record_session (or a replicated stream, redis://host:port/db#stream):
     summary, states, diffs, history of a path."""
-    stream = urlsplit(log_path).scheme in ("redis", "rediss")
-    if not stream:
+    if "://" not in log_path:  # a file (a URL is read by the reader registered for its scheme)
         click.Path(exists=True, dir_okay=False).convert(log_path, None, click.get_current_context())
-    log = SessionLog.open(log_path)
-    source = _stream_source(log_path) if stream else str(log.path)
-    console = Console(soft_wrap=True)
-    if log.truncated:
-        note = f"note: ignored a torn last line ({log.truncated_bytes} bytes)"
-        Console(stderr=True).print(Text(note, style="yellow"))
-    if at is not None:
-        snapshot = log.snapshot_at(at)
-        if tree and not as_json:
-            console.print(_tree(f"state {at}", snapshot))
+    with SessionLog.open(log_path) as log:  # (a stream's reader holds a connection and a copy)
+        console = Console(soft_wrap=True)
+        if log.truncated:
+            note = f"note: ignored a torn last line ({log.truncated_bytes} bytes)"
+            Console(stderr=True).print(Text(note, style="yellow"))
+        if at is not None:
+            snapshot = log.snapshot_at(at)
+            if tree and not as_json:
+                console.print(_tree(f"state {at}", snapshot))
+            else:
+                _echo_json(snapshot)
+        elif diff is not None:
+            patches = log.diff(*diff)
+            _echo_json(patches) if as_json else _print_diff(console, patches)
+        elif json_path is not None:
+            rows = _path_history(log, json_path)
+            _echo_json(rows) if as_json else _print_path_history(console, rows, json_path)
+        elif follow:
+            _follow(console, log, idle_exit, as_json)
         else:
-            _echo_json(snapshot)
-    elif diff is not None:
-        patches = log.diff(*diff)
-        _echo_json(patches) if as_json else _print_diff(console, patches)
-    elif json_path is not None:
-        rows = _path_history(log, json_path)
-        _echo_json(rows) if as_json else _print_path_history(console, rows, json_path)
-    elif follow:
-        _follow(console, log, idle_exit, as_json)
-    else:
-        _echo_json(_summary(log, source)) if as_json else _print_summary(console, log, source)
-
-
-def _stream_source(url: str) -> str:
-    """What we print of a stream's URL: never its user name or password."""
-    from mst_llm.sync import redact  # only for a redis:// URL, which SessionLog.open has read with mst_llm.sync
-
-    return redact(url)
+            _echo_json(_summary(log)) if as_json else _print_summary(console, log)
 
 
 def _echo_json(value: Any) -> None:
@@ -113,7 +103,7 @@ def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
-def _summary(log: SessionLog, source: str) -> dict[str, Any]:
+def _summary(log: SessionLog) -> dict[str, Any]:
     """Entries, time span and actions by name: what the summary view prints."""
     names: Counter[str] = Counter()
     first = last = None
@@ -123,7 +113,7 @@ def _summary(log: SessionLog, source: str) -> dict[str, Any]:
         last = entry.ts
     header = {key: value for key, value in (log.header or {}).items() if key != "initial"}
     return {
-        "file": source,
+        "file": log.name,
         "header": header,
         "entries": len(log),
         "first_ts": first,
@@ -132,10 +122,10 @@ def _summary(log: SessionLog, source: str) -> dict[str, Any]:
     }
 
 
-def _print_summary(console: Console, log: SessionLog, source: str) -> None:
-    summary = _summary(log, source)
+def _print_summary(console: Console, log: SessionLog) -> None:
+    summary = _summary(log)
     header = summary["header"]
-    console.print(Text(source, style="bold"))
+    console.print(Text(log.name, style="bold"))
     console.print(f"  root type      {header.get('root_type', '?')}")
     console.print(f"  recorded with  mst_llm {header.get('library_version', '?')}, format {header.get('version')}")
     console.print(f"  started        {header.get('started', '?')}")

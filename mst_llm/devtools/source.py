@@ -39,14 +39,23 @@ def summary(entry: Any) -> dict[str, Any]:
 class Source:
     """A session log for the page, safe to call from several threads; ``tree``: the live tree it records."""
 
-    def __init__(self, path: str | os.PathLike[str], *, tree: Any = None, workdir: Path | None = None) -> None:
+    def __init__(
+        self, log: SessionLog | str | os.PathLike[str], *, tree: Any = None, workdir: Path | None = None
+    ) -> None:
+        """``log``: an open log, read as it is and left open, or the path or URL of one to open (and, with
+        ``tree``, to record the tree to), closed with the source."""
         self.tree = tree
         self._lock = threading.Lock()
         self._workdir = workdir
-        self._recorder = record_session(tree, path, meta={"source": "mst_llm.devtools"}) if tree is not None else None
-        self._log = SessionLog.open(path)
-        # what the page names: the file, or a stream's URL as its reader prints it (without credentials)
-        self.name: str = getattr(self._log, "url", None) or str(self._log.path)
+        self._recorder = None
+        self._owns_log = not isinstance(log, SessionLog)
+        if isinstance(log, SessionLog):
+            self._log = log
+        else:
+            if tree is not None:
+                self._recorder = record_session(tree, log, meta={"source": "mst_llm.devtools"})
+            self._log = SessionLog.open(log)
+        self.name = self._log.name  # what the page names: the file, or a stream's URL without credentials
         self._names: list[str] = []  # action name per seq, filled when the timeline is first filtered
 
     @property
@@ -153,12 +162,11 @@ class Source:
             raise DevtoolsError(f"seq {seq} is out of range: the log has states 0..{len(self._log)}")
 
     def close(self) -> None:
-        """Stop recording a live tree and remove its temporary log."""
+        """Stop recording a live tree and remove its temporary log; close the log if the source opened it."""
         if self._recorder is not None:
             self._recorder.close()
-        close_log = getattr(self._log, "close", None)  # a stream's reader holds a connection and a file copy
-        if close_log is not None:
-            close_log()
+        if self._owns_log:
+            self._log.close()
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
 
@@ -170,7 +178,7 @@ def open_source(tree_or_source: Any) -> Source:
         workdir = Path(tempfile.mkdtemp(prefix="mst_llm-devtools-"))
         return Source(workdir / "live.jsonl", tree=tree_or_source, workdir=workdir)
     if isinstance(tree_or_source, SessionLog):
-        return Source(tree_or_source.path)
+        return Source(tree_or_source)
     if isinstance(tree_or_source, str) and "://" in tree_or_source:  # a replicated stream (redis://host/db#name)
         try:
             return Source(tree_or_source)

@@ -51,8 +51,14 @@ class StreamLog(SessionLog):
             self.close()
             raise
 
+    @property
+    def name(self) -> str:
+        return self.url
+
     def refresh(self) -> int:
         """Copy the entries appended to the stream since the last call, then index them; returns how many."""
+        if not self._finalizer.alive:
+            raise SessionLogError(f"{self.url}: the log is closed")
         while True:
             rows = self._call(self._client.xrange, self._stream, f"{self._copied + 1}-0", "+", count=READ_BATCH)
             for entry_id, fields in rows:

@@ -5,18 +5,52 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from urllib.parse import quote
 
+import httpx
 import pytest
 
-from mst_llm import on_patch
+from mst_llm import SessionLog, SessionLogError, on_patch
+from mst_llm.devtools import serve
+from mst_llm.devtools.source import open_source
 from mst_llm.sync import replicate
 from mst_llm.sync.stream import password, scrub
 
 from .broker import Broker
 from .sync_models import Tally
+from .test_sync_cli import record
 
 SECRET = "p@ss/w%rd:1"  # every character that a URL must percent-encode
+
+
+def test_devtools_serve_an_open_stream_log(broker: Broker, stream: str) -> None:
+    """serve(log) reads the log it is given: named by its URL, refreshed by the page, left open for the caller."""
+    record(broker, stream)
+    url = f"{broker.url.replace('redis://', 'redis://default:hunter22@')}#{stream}"
+    with SessionLog.open(url) as log:
+        assert log.name == f"{broker.url.replace('redis://', 'redis://***@')}#{stream}"
+        with serve(log) as server:
+            client = httpx.Client(base_url=server.url.split("?")[0], params={"token": server.token}, timeout=30)
+            info = client.get("api/info").json()
+            assert info["file"] == log.name and info["length"] == 3
+            final = record(broker, stream, "c")  # appended while the page is open; nobody refreshes the log
+            assert client.get("api/info").json()["length"] == 5
+            assert client.get("api/state", params={"seq": 5}).json()["state"] == final
+        assert log.refresh() == 0 and log.snapshot_at(5) == final  # the page did not close the caller's log
+        source = open_source(log)
+    with pytest.raises(SessionLogError, match="the log is closed"):  # not the deleted copy's FileNotFoundError
+        source.refresh()
+
+
+def test_errors_name_the_stream_not_its_copy(broker: Broker, stream: str) -> None:
+    record(broker, stream)
+    url = f"{broker.url}#{stream}"
+    with broker.client() as client:
+        client.xadd(stream, {"e": b"garbage", "o": b"elsewhere/1"}, id="4-0")
+    with pytest.raises(SessionLogError, match=f"^{re.escape(url)}: line 5 is not a session-log line") as caught:
+        SessionLog.open(url)
+    assert "mst_llm-stream-" not in str(caught.value)
 
 
 def test_a_percent_encoded_password_is_scrubbed(broker: Broker, stream: str, caplog: pytest.LogCaptureFixture) -> None:

@@ -395,6 +395,22 @@ class SessionLog:
             return _open_url(scheme.lower(), os.fspath(path))
         return cls(path)
 
+    @property
+    def name(self) -> str:
+        """What the log is called in messages: its path (a stream's reader gives its URL without credentials)."""
+        return str(self.path)
+
+    def close(self) -> None:
+        """Release what the log holds: nothing for a file (a stream's reader closes its connection and copy)."""
+
+    def __enter__(self) -> SessionLog:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
     # -- indexing ----------------------------------------------------------------------------------------
 
     def refresh(self) -> int:
@@ -429,7 +445,7 @@ class SessionLog:
             self._checkpoint_ranges.append((position, end))
         elif line.strip():
             raise SessionLogError(
-                f"{self.path}: line {self._lines} is not a session-log line (it follows entry {len(self)}): "
+                f"{self.name}: line {self._lines} is not a session-log line (it follows entry {len(self)}): "
                 f"{line[:60]!r}"
             )
 
@@ -499,10 +515,10 @@ class SessionLog:
             if problem is not None:
                 lineno = self._read(0, self._starts[seq - 1]).count(b"\n") + 1
                 return SessionLogError(
-                    f"{self.path}: line {lineno} (entry {seq}, between entries {seq - 1} and {seq + 1}) "
+                    f"{self.name}: line {lineno} (entry {seq}, between entries {seq - 1} and {seq + 1}) "
                     f"is corrupt: {problem}"
                 )
-        return SessionLogError(f"{self.path}: entries {first}-{last} are corrupt")  # pragma: no cover
+        return SessionLogError(f"{self.name}: entries {first}-{last} are corrupt")  # pragma: no cover
 
     def _read(self, start: int, end: int) -> bytes:
         with open(self.path, "rb") as file:
@@ -513,7 +529,7 @@ class SessionLog:
 
     def _require_header(self) -> dict[str, Any]:
         if self.header is None:
-            raise SessionLogError(f"{self.path}: the log has no complete header (nothing was recorded)")
+            raise SessionLogError(f"{self.name}: the log has no complete header (nothing was recorded)")
         return self.header
 
     def _check_seq(self, seq: int, first: int = 0) -> None:
@@ -573,7 +589,7 @@ class SessionLog:
         self._check_seq(upto)
         if type_name(node) != header["root_type"]:
             raise SessionLogError(
-                f"this log was recorded on a {header['root_type']}, not a {type_name(node)}: {self.path}"
+                f"this log was recorded on a {header['root_type']}, not a {type_name(node)}: {self.name}"
             )
         apply_snapshot(node, header["initial"])
         checkpoints = {seq: i for i, seq in enumerate(self._checkpoint_seqs) if seq <= upto}
