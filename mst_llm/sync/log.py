@@ -19,7 +19,7 @@ from redis import Redis
 from redis import exceptions as redis_errors
 
 from mst_llm import SessionLog, SessionLogError
-from mst_llm.sync.stream import Keys, entry_seq, password, redact, scrub, split_stream_url
+from mst_llm.sync.stream import Keys, SyncError, entry_seq, password, redact, scrub, split_stream_url
 
 READ_BATCH = 5000
 HINT = " (the replicas keep a checkpoint instead; replicate with retain=None to keep every entry)"
@@ -29,11 +29,14 @@ class StreamLog(SessionLog):
     """The session log of a replicated stream (``redis[s]://[user:password@]host:port/db#stream``)."""
 
     def __init__(self, url: str) -> None:
-        broker, stream = split_stream_url(url)
+        try:  # a URL it cannot read is a SessionLogError, like a file it cannot read
+            broker, stream = split_stream_url(url)
+            self._secret = password(broker)
+            self._client = Redis.from_url(broker)
+        except (SyncError, ValueError) as error:
+            raise SessionLogError(scrub(error, password(url))) from None
         self.url = f"{redact(broker)}#{stream}"  # the only form of the URL it keeps printable
         self._stream = stream
-        self._client = Redis.from_url(broker)
-        self._secret = password(broker)
         self._copied = 0  # the last seq copied into the file
         fd, path = tempfile.mkstemp(prefix="mst_llm-stream-", suffix=".jsonl")
         self._file: BinaryIO = os.fdopen(fd, "wb")
@@ -44,9 +47,11 @@ class StreamLog(SessionLog):
                 raise SessionLogError(f"{redact(broker)}: there is no replicated stream {stream!r} (no header)")
             self._file.write(header.rstrip(b"\n") + b"\n")
             super().__init__(path)  # reads the header, then refresh() copies and indexes the entries
+            # the first entries are gone when none was copied and a checkpoint stands past them; a checkpoint
+            # written after the copy says nothing of the entries copied (a trim after it shows as refresh()'s gap)
             checkpoint = int(self._call(self._client.hget, Keys(stream).checkpoint, "seq") or 0)
-            if self._copied < checkpoint:
-                raise SessionLogError(f"{self.url}: entries up to {self._copied + 1} were trimmed{HINT}")
+            if self._copied == 0 and checkpoint > 0:
+                raise SessionLogError(f"{self.url}: entries up to {checkpoint} were trimmed{HINT}")
         except BaseException:
             self.close()
             raise
@@ -66,7 +71,10 @@ class StreamLog(SessionLog):
                 if seq != self._copied + 1:
                     trimmed = f"entries {self._copied + 1}..{seq - 1} were trimmed"
                     raise SessionLogError(f"{self.url}: {trimmed}{HINT}")
-                self._file.write(fields.get(b"e", b"").rstrip(b"\n") + b"\n")
+                body = fields.get(b"e")
+                if body is None:
+                    raise SessionLogError(f"{self.url}: entry {seq} has no field 'e' (it is not a session-log entry)")
+                self._file.write(body.rstrip(b"\n") + b"\n")
                 self._copied = seq
             if len(rows) < READ_BATCH:
                 break

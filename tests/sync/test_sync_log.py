@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from mst_llm import SessionLog, SessionLogError, on_patch
-from mst_llm.devtools import serve
+from mst_llm.devtools import DevtoolsError, serve
 from mst_llm.devtools.source import open_source
 from mst_llm.sync import replicate
-from mst_llm.sync.stream import password, scrub
+from mst_llm.sync.stream import Keys, password, scrub
 
 from .broker import Broker
 from .sync_models import Tally
@@ -41,6 +41,38 @@ def test_devtools_serve_an_open_stream_log(broker: Broker, stream: str) -> None:
         source = open_source(log)
     with pytest.raises(SessionLogError, match="the log is closed"):  # not the deleted copy's FileNotFoundError
         source.refresh()
+
+
+def test_a_url_it_cannot_read_is_a_session_log_error(broker: Broker) -> None:
+    for url, problem in [
+        (broker.url, "names no stream"),
+        ("redis://127.0.0.1:12x/0#s", "Port could not be cast"),
+        (f"redis://:{quote(SECRET, safe='')}@127.0.0.1:99999/0#s", "Port out of range"),
+    ]:
+        with pytest.raises(SessionLogError, match=problem) as caught:
+            SessionLog.open(url)
+        assert SECRET not in str(caught.value)
+    with pytest.raises(DevtoolsError, match="names no stream"):
+        open_source(broker.url)
+
+
+def test_a_checkpoint_newer_than_the_entries_copied_is_no_trim(broker: Broker, stream: str) -> None:
+    """A checkpoint written after the entries were copied (here: past them) does not fail the open of a stream
+    that keeps all its entries."""
+    record(broker, stream)
+    with broker.client() as client:
+        client.hset(Keys(stream).checkpoint, "seq", "5")
+    with SessionLog.open(f"{broker.url}#{stream}") as log:
+        assert len(log) == 3
+
+
+def test_an_entry_without_its_session_log_line_is_an_error(broker: Broker, stream: str) -> None:
+    record(broker, stream)
+    url = f"{broker.url}#{stream}"
+    with broker.client() as client:
+        client.xadd(stream, {"o": b"elsewhere/1"}, id="4-0")
+    with pytest.raises(SessionLogError, match=f"^{re.escape(url)}: entry 4 has no field 'e'"):
+        SessionLog.open(url)
 
 
 def test_errors_name_the_stream_not_its_copy(broker: Broker, stream: str) -> None:
