@@ -484,6 +484,26 @@ def test_batch_write_failures_are_raised_by_close_and_recording_goes_on(tmp_path
     assert b'"args":["after"' in path.read_bytes()  # the writer thread went on after the failure
 
 
+_EXIT_WITHOUT_CLOSE = """
+import sys
+from mst_llm import record_session
+from tests.test_session import Board
+
+board = Board.create({})
+recorder = record_session(board, sys.argv[1], flush="batch")
+for index in range(20):
+    board.add(f"card {index}")
+"""
+
+
+def test_batch_entries_held_at_exit_are_written_without_close(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    subprocess.run([sys.executable, "-c", _EXIT_WITHOUT_CLOSE, str(path)], timeout=60, check=True)
+    log = SessionLog.open(path)
+    assert [entry.action["args"] for entry in log if entry.action] == [[f"card {index}"] for index in range(20)]
+    assert not log.truncated
+
+
 @PROPS
 @given(ops=op_sequences(max_size=15))
 def test_batch_writes_the_lines_line_writes(tmp_path_factory: pytest.TempPathFactory, ops: list[Op]) -> None:

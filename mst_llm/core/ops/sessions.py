@@ -12,11 +12,13 @@ File layout (one JSON object per line, UTF-8)::
 State ``seq`` is the snapshot after entry ``seq``; state 0 is the header's initial snapshot. With
 ``flush="line"`` each line is written with one unbuffered ``os.write`` before the action returns, so a killed
 process leaves at most one torn last line, which the reader skips and reports (``SessionLog.truncated``);
-``flush="batch"`` writes the lines of the last 50 ms at once (a killed process loses at most those).
+``flush="batch"`` writes the lines of the last 50 ms at once (a killed process loses at most those; a program that
+ends without ``close()`` writes them at exit).
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import threading
@@ -179,6 +181,8 @@ class SessionRecorder:
         if flush == "batch":
             self._writer = threading.Thread(target=self._write_batches, name=f"session log {self.path}", daemon=True)
             self._writer.start()
+            # a program that ends without close() still writes what is held (the daemon thread would die with it)
+            atexit.register(self.close)
         self._dispose = on_commit(node, self._on_commit_line if flush == "line" else self._on_commit_batch)
 
     def _on_commit_line(self, commit: Commit) -> None:
@@ -295,6 +299,7 @@ class SessionRecorder:
             self._dispose()
             self._dispose = None
         if self._writer is not None:
+            atexit.unregister(self.close)
             self._closing.set()
             self._wake.set()
             self._writer.join()
