@@ -76,12 +76,16 @@ def recording_overhead(n: int, reps: int, directory: Path) -> dict[str, Any]:
         figures[kind] = dt / n * 1e6
     fair = figures["after_get_snapshot"]
     overhead = (figures["session"] - fair) / fair
+    parts = writer_parts(snap, reps, directory / "parts.bin")
+    seam = figures["commit_listener"] - fair
     batch_overhead = (figures["session_batch"] - fair) / fair
     return {
         "n": n,
         "us_per_toggle": {key: round(value, 3) for key, value in figures.items()},
         "core_commit_entry_us": round(figures["commit_listener"] - fair, 3),
         "writer_us": round(figures["session"] - figures["commit_listener"], 3),
+        "writer_parts_us": parts,
+        "least_line_overhead": round((seam + parts["os_write"]) / fair, 3),
         "overhead_vs_fair_baseline": round(overhead, 3),
         "batch_overhead_vs_fair_baseline": round(batch_overhead, 3),
         "overhead_vs_plain_workload_2": round((figures["session"] - figures["plain"]) / figures["plain"], 3),
@@ -89,6 +93,27 @@ def recording_overhead(n: int, reps: int, directory: Path) -> dict[str, Any]:
         "pass": overhead <= 0.30,
         "log_bytes": path.stat().st_size,
     }
+
+
+def writer_parts(snap: Any, reps: int, scratch: Path) -> dict[str, float]:
+    """What a flush="line" entry costs apart from the commit seam, per entry (µs): its line from the commit (the
+    call's JSON form, the entry's dict, orjson), and the one ``os.write`` of that line, timed over the commits of
+    one workload-2 run (best of ``reps``)."""
+
+    def run() -> list[Any]:  # fresh commits each time: a commit serialises its call once, on first read
+        store = Store.create(snap)
+        commits: list[Any] = []
+        on_commit(store, commits.append)
+        _toggle_all((store, None))
+        return commits
+
+    encode, commits, lines = best_of(reps, run, lambda commits: [SessionLog.commit_line(1, c) for c in commits])
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        write = best_of(reps, lambda: os.ftruncate(fd, 0), lambda _: [os.write(fd, line) for line in lines])[0]
+    finally:
+        os.close(fd)
+    return {"commit_line": round(encode / len(commits) * 1e6, 3), "os_write": round(write / len(lines) * 1e6, 3)}
 
 
 BURST = 100  # toggles per burst in action_latency_in_bursts
@@ -254,6 +279,10 @@ NOTES = [
     "session_batch: flush='batch' keeps the commit (a call with other than plain arguments is serialised at "
     "once) and a writer thread serialises, encodes and writes what it holds every 50 ms, which under the GIL "
     "still takes its CPU time from the loop that is timed.",
+    "writer_parts_us: a flush='line' entry's two parts apart from the commit seam, timed alone over the commits of "
+    "one workload-2 run: commit_line (the call's JSON form, the entry dict, orjson) and the os.write of its line. "
+    "least_line_overhead = (core_commit_entry_us + os_write) / fair baseline: what any recorder that writes each "
+    "line before the action returns costs at least on the public commit seam, before it has encoded anything.",
     "action_latency_in_bursts: the same toggles in bursts of 100 with 70 ms pauses, only the bursts timed "
     "(median burst): how much later an action returns in an app whose actions do not come in one tight loop; "
     "flush='batch' does its serialising, encoding and writing in the pauses.",
