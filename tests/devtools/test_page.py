@@ -68,6 +68,8 @@ def shown_leaves(page: Page) -> dict[str, Any]:
 
 def test_tree_and_scrubbing_match_snapshot_at(page: Page, demo_log: Path, tmp_path: Path) -> None:
     log = SessionLog.open(demo_log)
+    console_errors: list[str] = []  # (a request the page makes without its token shows here as a 403)
+    page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
     with serve(demo_log) as server:
         open_page(page, server, len(log))
         assert page.text_content("#length") == str(len(log))
@@ -86,6 +88,7 @@ def test_tree_and_scrubbing_match_snapshot_at(page: Page, demo_log: Path, tmp_pa
         page.wait_for_function("n => document.getElementById('tree').dataset.seq === String(n)", arg=middle)
         assert page.text_content("#seq-entry") and log.entry(middle).name in (page.text_content("#seq-entry") or "")
         page.screenshot(path=tmp_path / "scrubbed.png", full_page=True)
+    assert console_errors == []
 
 
 def test_diff_between_two_seqs(page: Page, demo_log: Path, tmp_path: Path) -> None:
