@@ -91,20 +91,26 @@ def test_tree_and_scrubbing_match_snapshot_at(page: Page, demo_log: Path, tmp_pa
     assert console_errors == []
 
 
+def diff_paths(page: Page) -> list[str]:
+    return page.eval_on_selector_all("#diff-patches tbody tr td:nth-child(2)", "tds => tds.map(t => t.textContent)")
+
+
 def test_diff_between_two_seqs(page: Page, demo_log: Path, tmp_path: Path) -> None:
     log = SessionLog.open(demo_log)
     a, b = next(entry.seq for entry in log if entry.name == "use_model"), len(log)
     with serve(demo_log) as server:
         open_page(page, server, len(log))
-        page.click('#tabs [data-tab="diff"]')
+        page.click('#tabs [data-tab="diff"]')  # opens on what the last entry changed, and follows the slider
+        for seq in (b, b - 1):
+            page.wait_for_selector(f'#diff-patches[data-range="{seq - 1}-{seq}"]', state="attached")
+            assert diff_paths(page) == [patch["path"] or '""' for patch in log.diff(seq - 1, seq)]
+            page.keyboard.press("ArrowLeft")
         page.fill("#diff-a", str(a))
         page.fill("#diff-b", str(b))
         page.click("#diff-run")
         expected = log.diff(a, b)
-        rows = "#diff-patches tbody tr"
-        page.wait_for_function(f"n => document.querySelectorAll('{rows}').length === n", arg=len(expected))
-        paths = page.eval_on_selector_all(f"{rows} td:nth-child(2)", "tds => tds.map(t => t.textContent)")
-        assert paths == [patch["path"] or '""' for patch in expected]
+        page.wait_for_selector(f'#diff-patches[data-range="{a}-{b}"]', state="attached")
+        assert diff_paths(page) == [patch["path"] or '""' for patch in expected]
         changed = page.eval_on_selector_all(
             "#diff-changed tbody tr", "trs => trs.map(tr => [...tr.cells].map(td => td.textContent))"
         )

@@ -8,7 +8,7 @@ const LONG = 120;            // strings longer than this are shortened (full tex
 const $ = (id) => document.getElementById(id);
 
 const view = { seq: 0, length: 0, offset: 0, total: 0, filter: "", tab: "state", info: null,
-               expanded: new Set([""]), pending: false, busy: false, state: null };
+               expanded: new Set([""]), pending: false, busy: false, state: null, diffChosen: false };
 
 async function api(path, params = {}, method = "GET") {
   const query = new URLSearchParams({ ...params, token: TOKEN });
@@ -126,6 +126,7 @@ function setSeq(seq) {
   $("seq-slider").value = seq;
   $("seq-label").textContent = seq;
   loadState();
+  if (view.tab === "diff") diffOfShownState();
 }
 
 async function loadTimeline() {
@@ -166,9 +167,14 @@ async function onLength(length) {
 
 // --- diff, who changed, LLM ---------------------------------------------------------------------------
 
+let diffTicket = 0;  // only the answer to the latest request is shown (requests may answer out of order)
 async function runDiff() {
+  const ticket = ++diffTicket;
+  const a = $("diff-a").value, b = $("diff-b").value;
   try {
-    const answer = await api("diff", { a: $("diff-a").value, b: $("diff-b").value });
+    const answer = await api("diff", { a, b });
+    if (ticket !== diffTicket) return;
+    $("diff-patches").dataset.range = `${a}-${b}`;  // which diff the tables show (tests wait for it)
     $("diff-summary").textContent =
       `${answer.total_patches} patches, ${answer.total_changed} paths` +
       (answer.total_patches > answer.patches.length ? ` (first ${answer.patches.length} shown)` : "");
@@ -179,7 +185,7 @@ async function runDiff() {
       el("tr", {}, el("td", {}, patch.op), el("td", {}, patch.path || '""'),
          el("td", {}, "value" in patch ? short(patch.value) : ""))));
     showError(null);
-  } catch (error) { showError(error); }
+  } catch (error) { if (ticket === diffTicket) showError(error); }
 }
 
 async function whoChanged(path) {
@@ -246,6 +252,14 @@ function showTab(name) {
   for (const button of $("tabs").children) button.classList.toggle("active", button.dataset.tab === name);
   for (const section of document.querySelectorAll(".view")) section.hidden = section.id !== `view-${name}`;
   if (name === "llm") loadLLM().catch(showError);
+  if (name === "diff") diffOfShownState();
+}
+
+function diffOfShownState() {  // until seqs are typed in: what the entry of the state shown changed
+  if (view.diffChosen) return;
+  $("diff-a").value = Math.max(0, view.seq - 1);
+  $("diff-b").value = view.seq;
+  runDiff();
 }
 
 // --- wiring -----------------------------------------------------------------------------------------
@@ -265,8 +279,6 @@ async function start() {
   $("seq-slider").max = view.length;
   $("length").textContent = view.length;
   view.offset = lastPage(view.length);
-  $("diff-a").value = Math.max(0, view.length - 1);
-  $("diff-b").value = view.length;
   await loadTimeline();
   setSeq(view.length);
   await loadLLM();   // shows the LLM tab when the tree holds models or stores
@@ -295,6 +307,10 @@ $("filter").addEventListener("input", (e) => {
 $("expand-all").addEventListener("click", () => setAll(true));
 $("collapse-all").addEventListener("click", () => setAll(false));
 $("diff-run").addEventListener("click", runDiff);
+for (const id of ["diff-a", "diff-b"]) {
+  $(id).addEventListener("input", () => { view.diffChosen = true; });
+  $(id).addEventListener("keydown", (e) => { if (e.key === "Enter") runDiff(); });
+}
 $("who-run").addEventListener("click", () => whoChanged($("who-path").value));
 $("travel").addEventListener("click", () => api("travel", { seq: view.seq }, "POST").then(() => showError(null), showError));
 for (const button of $("tabs").children) button.addEventListener("click", () => showTab(button.dataset.tab));
