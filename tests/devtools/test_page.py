@@ -133,6 +133,11 @@ def test_who_changed_a_clicked_value(page: Page, demo_log: Path, tmp_path: Path)
         assert seqs == expected and len(seqs) >= 3  # loading, ready, generating, ...
         assert f"{len(expected)} entries changed /llama/state" in (page.text_content("#who-summary") or "")
         page.screenshot(path=tmp_path / "who.png", full_page=True)
+        page.fill("#who-path", "/llama/load_progress")  # a typed path, run with Enter
+        page.press("#who-path", "Enter")
+        typed = len(log.changes_to("/llama/load_progress"))
+        summary = f"{typed} entries changed /llama/load_progress"
+        page.wait_for_function(f"() => document.getElementById('who-summary').textContent.startsWith('{summary}')")
 
 
 def test_timeline_filter(page: Page, demo_log: Path, tmp_path: Path) -> None:

@@ -312,6 +312,7 @@ for (const id of ["diff-a", "diff-b"]) {
   $(id).addEventListener("keydown", (e) => { if (e.key === "Enter") runDiff(); });
 }
 $("who-run").addEventListener("click", () => whoChanged($("who-path").value));
+$("who-path").addEventListener("keydown", (e) => { if (e.key === "Enter") whoChanged($("who-path").value); });
 $("travel").addEventListener("click", () => api("travel", { seq: view.seq }, "POST").then(() => showError(null), showError));
 for (const button of $("tabs").children) button.addEventListener("click", () => showTab(button.dataset.tab));
 
