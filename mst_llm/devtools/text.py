@@ -18,13 +18,16 @@ def value_text(value: Any, limit: int = 60) -> str:
 
 
 def call_text(action: dict[str, Any] | None, limit: int = 100, flow: dict[str, Any] | None = None) -> str:
-    """``path.name(args)`` of a recorded action call, its arguments shortened to fit ``limit``; for a flow's later
-    segment (no call of its own) the flow's call and ``[segment N]``."""
+    """``path.name(args, key=value)`` of a recorded action call, its arguments shortened to fit ``limit``; for a
+    flow's later segment (no call of its own) the flow's call and ``[segment N]``."""
     if action is None and flow is not None:
         segment = f" [segment {flow['segment']}]"
         return call_text({"args": [], **flow}, max(8, limit - len(segment))) + segment
     if action is None:
         return "(no action)"
     target = f"{action.get('path') or ''}.{action['name']}".lstrip(".")
-    args = ", ".join(json.dumps(arg, ensure_ascii=False) for arg in action.get("args", []))
+    args = ", ".join(
+        [json.dumps(arg, ensure_ascii=False) for arg in action.get("args", [])]
+        + [f"{key}={json.dumps(arg, ensure_ascii=False)}" for key, arg in (action.get("kwargs") or {}).items()]
+    )
     return f"{target}({shorten(args, max(8, limit - len(target) - 2))})"
