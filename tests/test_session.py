@@ -496,9 +496,21 @@ for index in range(20):
 """
 
 
-def test_batch_entries_held_at_exit_are_written_without_close(tmp_path: Path) -> None:
+_FORKED_CHILD_EXITS = (
+    _EXIT_WITHOUT_CLOSE
+    + """
+import os
+if os.fork() == 0:
+    sys.exit(0)  # a child that ends normally runs the exit handlers it inherited
+os.wait()
+"""
+)
+
+
+@pytest.mark.parametrize("script", [_EXIT_WITHOUT_CLOSE, _FORKED_CHILD_EXITS], ids=["exit", "forked child exits"])
+def test_batch_entries_held_at_exit_are_written_once_without_close(tmp_path: Path, script: str) -> None:
     path = tmp_path / "s.jsonl"
-    subprocess.run([sys.executable, "-c", _EXIT_WITHOUT_CLOSE, str(path)], timeout=60, check=True)
+    subprocess.run([sys.executable, "-c", script, str(path)], timeout=60, check=True)
     log = SessionLog.open(path)
     assert [entry.action["args"] for entry in log if entry.action] == [[f"card {index}"] for index in range(20)]
     assert not log.truncated

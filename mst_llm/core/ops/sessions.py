@@ -167,6 +167,7 @@ class SessionRecorder:
         self._closing = threading.Event()
         self._writer: threading.Thread | None = None
         self._write_error: Exception | None = None  # the writer thread's first failure, raised by close()
+        self._pid = os.getpid()
         self.checkpoint_every = checkpoint_every
         self.seq = 0
         self._since_checkpoint = 0
@@ -181,8 +182,7 @@ class SessionRecorder:
         if flush == "batch":
             self._writer = threading.Thread(target=self._write_batches, name=f"session log {self.path}", daemon=True)
             self._writer.start()
-            # a program that ends without close() still writes what is held (the daemon thread would die with it)
-            atexit.register(self.close)
+            atexit.register(self._close_at_exit)
         self._dispose = on_commit(node, self._on_commit_line if flush == "line" else self._on_commit_batch)
 
     def _on_commit_line(self, commit: Commit) -> None:
@@ -299,7 +299,7 @@ class SessionRecorder:
             self._dispose()
             self._dispose = None
         if self._writer is not None:
-            atexit.unregister(self.close)
+            atexit.unregister(self._close_at_exit)
             self._closing.set()
             self._wake.set()
             self._writer.join()
@@ -315,6 +315,12 @@ class SessionRecorder:
             raise SessionLogError(f"{self.path}: entries held by flush='batch' were not written: {error}") from error
 
     stop = close
+
+    def _close_at_exit(self) -> None:
+        """flush="batch": a program that ends without close() still writes what is held (the daemon writer thread
+        dies with the interpreter); not in a forked child, which would write its parent's entries again."""
+        if os.getpid() == self._pid:
+            self.close()
 
     def __enter__(self) -> SessionRecorder:
         return self
