@@ -6,7 +6,7 @@ from typing import Any
 
 from mst_llm import unescape_json_path
 
-ABSENT: dict[str, bool] = {"absent": True}  # what the page shows for a path a state does not have
+ABSENT: dict[str, bool] = {"absent": True}  # resolve's answer for a path a state does not have (compare with `is`)
 
 
 def resolve(doc: Any, pointer: str) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 from mst_llm import SessionLog, SessionLogError, apply_snapshot, is_state_tree_node, record_session
 from mst_llm.devtools.errors import DevtoolsError
 from mst_llm.devtools.llm_panel import llm_panel
-from mst_llm.devtools.pointer import overlaps, resolve
+from mst_llm.devtools.pointer import ABSENT, overlaps, resolve
 from mst_llm.devtools.text import call_text
 
 MAX_PAGE = 500  # most timeline entries per request
@@ -122,7 +122,7 @@ class Source:
             patches = self._log.diff(a, b)
             before, after = self._log.snapshot_at(a), self._log.snapshot_at(b)
         paths = list(dict.fromkeys(patch["path"] for patch in patches))
-        changed = [{"path": path, "before": resolve(before, path), "after": resolve(after, path)} for path in paths]
+        changed = [_changed(path, before, after) for path in paths]
         return {
             "a": a,
             "b": b,
@@ -169,6 +169,13 @@ class Source:
             self._log.close()
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
+
+
+def _changed(path: str, before: Any, after: Any) -> dict[str, Any]:
+    """A diff row: the path's value before and after, a key left out where the path does not exist (a real value
+    can look like any marker, so absence is the key's absence, as in ``mst-llm replay --path --json``)."""
+    values = {"before": resolve(before, path), "after": resolve(after, path)}
+    return {"path": path, **{key: value for key, value in values.items() if value is not ABSENT}}
 
 
 def open_source(tree_or_source: Any) -> Source:

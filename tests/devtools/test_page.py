@@ -19,7 +19,7 @@ from typing import Any
 
 from playwright.sync_api import Page
 
-from mst_llm import SessionLog, action, escape_json_path, get_snapshot, model
+from mst_llm import SessionLog, action, escape_json_path, get_snapshot, model, record_session
 from mst_llm.cli.demo import DEFAULT_KEY, DEFAULT_PROMPT
 from mst_llm.devtools import DevtoolsServer, serve
 from tests.devtools.conftest import LONG_PROMPT
@@ -251,3 +251,19 @@ def wait_for_line(path: Path, prefix: str, child: subprocess.Popen[bytes], timeo
         assert child.poll() is None, f"the command ended ({child.returncode}): {path.read_text()}"
         time.sleep(0.1)
     raise AssertionError(f"no line starting {prefix!r} within {timeout} s: {path.read_text()}")
+
+
+def test_diff_shows_an_absent_side_as_absent(page: Page, tmp_path: Path) -> None:
+    counter = Counter.create({})
+    path = tmp_path / "grow.jsonl"
+    with record_session(counter, path):
+        counter.bump(1)
+    with serve(path) as server:
+        open_page(page, server, 1)
+        page.click('#tabs [data-tab="diff"]')
+        page.wait_for_selector('#diff-patches[data-range="0-1"]', state="attached")
+        rows = page.eval_on_selector_all(
+            "#diff-changed tbody tr", "trs => trs.map(tr => [...tr.cells].map(td => td.textContent))"
+        )
+        assert rows == [["/value", "0", "1"], ["/log/0", "(absent)", '"bumped by 1"']]
+        page.screenshot(path=tmp_path / "diff-absent.png", full_page=True)

@@ -141,3 +141,18 @@ def test_the_command_prints_the_url_and_serves(log_path: Path) -> None:
             child.terminate()
     code = subprocess.run([*command[:4], "--demo", str(log_path)], capture_output=True, text=True).returncode
     assert code == 2  # a file or --demo, not both
+
+
+def test_a_diff_leaves_out_the_side_where_a_path_is_absent(tmp_path: Path) -> None:
+    """A path added or removed between two states has no value on one side; a real value must not look like it."""
+    path = tmp_path / "tags.jsonl"
+    with open(path, "wb") as file:
+        file.write(SessionLog.header_line("Tags", {"tags": {}}, None))
+        added = [{"op": "add", "path": "/tags/a", "value": {"absent": True}}]
+        file.write(SessionLog.entry_line(1, 1.0, None, added, [{"op": "remove", "path": "/tags/a"}]))
+    with serve(path) as server:
+        client = httpx.Client(base_url=base(server.url), params={"token": server.token})
+        forward = client.get("api/diff", params={"a": 0, "b": 1}).json()["changed"]
+        back = client.get("api/diff", params={"a": 1, "b": 0}).json()["changed"]
+    assert forward == [{"path": "/tags/a", "after": {"absent": True}}]
+    assert back == [{"path": "/tags/a", "before": {"absent": True}}]

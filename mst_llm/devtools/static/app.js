@@ -178,9 +178,10 @@ async function runDiff() {
     $("diff-summary").textContent =
       `${answer.total_patches} patches, ${answer.total_changed} paths` +
       (answer.total_patches > answer.patches.length ? ` (first ${answer.patches.length} shown)` : "");
+    const cell = (row, side) => side in row  // a side left out: the path is not in that state
+      ? el("td", { class: side }, short(row[side])) : el("td", { class: `${side} absent` }, "(absent)");
     $("diff-changed").tBodies[0].replaceChildren(...answer.changed.map((row) =>
-      el("tr", {}, el("td", {}, row.path || '""'), el("td", { class: "before" }, short(row.before)),
-         el("td", { class: "after" }, short(row.after)))));
+      el("tr", {}, el("td", {}, row.path || '""'), cell(row, "before"), cell(row, "after"))));
     $("diff-patches").tBodies[0].replaceChildren(...answer.patches.map((patch) =>
       el("tr", {}, el("td", {}, patch.op), el("td", {}, patch.path || '""'),
          el("td", {}, "value" in patch ? short(patch.value) : ""))));
