@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -166,19 +167,48 @@ def _path_history(log: SessionLog, json_path: str) -> list[dict[str, Any]]:
 
 
 def _print_path_history(console: Console, rows: list[dict[str, Any]], json_path: str) -> None:
-    table = Table("seq", "time", "action", "before", "after")
-    for column in table.columns:
-        column.no_wrap = True  # one line per entry; long values are shortened, --json has them whole
-    for row in rows:
-        table.add_row(
+    where = json_path or "the root"
+    if not rows:
+        console.print(Text(f"no entry changed {where}"))
+        return
+    days = {_when(row["ts"])[:10] for row in rows}
+    clock = len(days) == 1  # all on one day: the time of day, which leaves the values more room
+    title = f"changes to {where}, times in UTC" + (f" on {days.pop()}" if clock else "")
+    cells = [
+        [
             str(row["seq"]),
-            _when(row["ts"]),
-            Text(call_text(row["action"], 60, row["flow"])),
-            Text(_shown(row.get("before", ABSENT))),
-            Text(_shown(row.get("after", ABSENT))),
-        )
+            _when(row["ts"])[11:23] if clock else _when(row["ts"]),
+            call_text(row["action"], 60, row["flow"]),
+            _shown(row.get("before", ABSENT)),
+            _shown(row.get("after", ABSENT)),
+        ]
+        for row in rows
+    ]
+    headers = ["seq", "time", "action", "before", "after"]
+    widths = [max(cell_len(header), *(cell_len(line[i]) for line in cells)) for i, header in enumerate(headers)]
+    # one line per entry; seq and time always whole (rich would squeeze them to nothing to fit long values on a
+    # narrow terminal), the values share the rest, shortened (--json has them whole); 16: borders and padding
+    cap = _fair_share(widths[2:], console.width - 16 - widths[0] - widths[1])
+    table = Table(title=Text(title), title_justify="left")
+    table.add_column("seq", no_wrap=True, justify="right", min_width=widths[0])
+    table.add_column("time", no_wrap=True, min_width=widths[1])
+    for name in headers[2:]:
+        table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=cap)
+    for line in cells:
+        table.add_row(*map(Text, line))
     console.print(table)
-    console.print(Text(f"{len(rows)} entries changed {json_path}"))
+    console.print(Text(f"{len(rows)} {'entry' if len(rows) == 1 else 'entries'} changed {where}"))
+
+
+def _fair_share(widths: list[int], room: int) -> int:
+    """The widest a column may be so that columns this wide fit in ``room``: narrow ones keep their width and
+    leave the rest to the wide ones (at least 8 each, however narrow the terminal)."""
+    for done, width in enumerate(sorted(widths)):
+        left = len(widths) - done
+        if width * left > room:
+            return max(8, room // left)
+        room -= width
+    return max(widths)
 
 
 def _shown(value: Any) -> str:

@@ -151,3 +151,28 @@ def test_path_rows_stay_on_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 0 and len(rows) == 2, result.stdout
     assert "…" in rows[0] and '"short"' in rows[1]
     assert "2 entries changed /label" in result.stdout
+
+
+@pytest.mark.parametrize("columns", ["80", "200"])
+def test_path_rows_keep_seq_and_time_on_a_narrow_terminal(tmp_path: Path, columns: str) -> None:
+    """Long values are shortened; the seq and the time of each row are never squeezed out (at 80 columns they were)."""
+    path = tmp_path / "long.jsonl"
+    counter = Counter.create({})
+    with record_session(counter, path):
+        for n in range(12):
+            counter.relabel(f"{n} " + "a long label " * 40)
+    result = CliRunner().invoke(main, ["replay", str(path), "--path", "/label"], env={"COLUMNS": columns})
+    rows = [line for line in result.stdout.splitlines() if "relabel(" in line]
+    assert result.exit_code == 0 and len(rows) == 12, result.stdout
+    for seq, row in enumerate(rows, 1):
+        cells = [cell.strip() for cell in row.split("│")]
+        assert cells[1] == str(seq) and len(cells[2]) == len("18:39:28.776"), row
+        assert len(row) <= int(columns) and "…" in row
+    assert "changes to /label, times in UTC on " in result.stdout and "12 entries changed /label" in result.stdout
+
+
+def test_path_that_nothing_changed_says_so(log_path: Path) -> None:
+    code, out, _ = invoke("replay", str(log_path), "--path", "/never/there")
+    assert code == 0 and out == "no entry changed /never/there\n"
+    code, out, _ = invoke("replay", str(log_path), "--path", "")
+    assert code == 0 and "3 entries changed the root" in out
