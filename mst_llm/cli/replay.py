@@ -20,6 +20,7 @@ from mst_llm.cli.common import debug_option, examples
 from mst_llm.core.ops.sessions import LogEntry, SessionLog
 from mst_llm.devtools.pointer import ABSENT, resolve
 from mst_llm.devtools.text import call_text, value_text
+from mst_llm.errors import SessionLogError
 
 
 @click.command(
@@ -64,7 +65,12 @@ def replay(
         click.Path(exists=True, dir_okay=False).convert(log_path, None, click.get_current_context())
     with SessionLog.open(log_path) as log:  # (a stream's reader holds a connection and a copy)
         console = Console(soft_wrap=True)
-        if log.truncated:
+        if log.header is None:  # (the reader opens such a file: an app may be about to write it)
+            problem = "it is empty" if not log.truncated else "its first line is incomplete or not JSON"
+            if not follow:
+                raise SessionLogError(f"{log.name}: no session header yet: {problem} (--follow waits for it)")
+            Console(stderr=True).print(Text(f"note: {log.name} has no session header yet; waiting", style="yellow"))
+        elif log.truncated:
             note = f"note: ignored a torn last line ({log.truncated_bytes} bytes)"
             Console(stderr=True).print(Text(note, style="yellow"))
         if at is not None:

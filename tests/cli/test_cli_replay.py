@@ -176,3 +176,29 @@ def test_path_that_nothing_changed_says_so(log_path: Path) -> None:
     assert code == 0 and out == "no entry changed /never/there\n"
     code, out, _ = invoke("replay", str(log_path), "--path", "")
     assert code == 0 and "3 entries changed the root" in out
+
+
+def test_a_file_without_a_header_is_an_error_unless_followed(tmp_path: Path) -> None:
+    """An empty file (or a torn first line) is no log yet: the views say so instead of a summary of '?'s."""
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    for view in ([], ["--at", "0"], ["--diff", "0", "0"], ["--path", "/value"], ["--json"]):
+        code, out, err = invoke("replay", str(empty), *view)
+        assert code == 1 and out == "", view
+        assert err == f"error: {empty}: no session header yet: it is empty (--follow waits for it)\n", view
+    torn = tmp_path / "half.jsonl"
+    torn.write_bytes(b'{"format":"mst_')
+    code, _, err = invoke("replay", str(torn))
+    assert code == 1 and "no session header yet: its first line is incomplete" in err and "torn" not in err
+
+    def record() -> None:
+        time.sleep(0.3)
+        counter = Counter.create({})
+        with record_session(counter, empty):
+            counter.bump(7)
+
+    thread = threading.Thread(target=record)
+    thread.start()
+    code, out, err = invoke("replay", str(empty), "--follow", "--idle-exit", "1")
+    thread.join()
+    assert code == 0 and "no session header yet; waiting" in err and "bump(7)" in out
