@@ -61,6 +61,21 @@ def replay(
 ) -> None:
     """Inspect a session log written by mst_llm.record_session (or a replicated stream, redis://host:port/db#stream):
     summary, states, diffs, history of a path."""
+    views = [
+        name
+        for name, given in (
+            ("--at", at is not None),
+            ("--diff", diff),
+            ("--path", json_path is not None),
+            ("--follow", follow),
+        )
+        if given
+    ]
+    if len(views) > 1:
+        raise click.UsageError(f"{' and '.join(views)} are different views: give one of them")
+    for option, needs, given in (("--tree", "--at", tree), ("--idle-exit", "--follow", idle_exit is not None)):
+        if given and needs not in views:
+            raise click.UsageError(f"{option} goes with {needs}")
     if "://" not in log_path:  # a file (a URL is read by the reader registered for its scheme)
         click.Path(exists=True, dir_okay=False).convert(log_path, None, click.get_current_context())
     with SessionLog.open(log_path) as log:  # (a stream's reader holds a connection and a copy)

@@ -202,3 +202,15 @@ def test_a_file_without_a_header_is_an_error_unless_followed(tmp_path: Path) -> 
     code, out, err = invoke("replay", str(empty), "--follow", "--idle-exit", "1")
     thread.join()
     assert code == 0 and "no session header yet; waiting" in err and "bump(7)" in out
+
+
+def test_options_of_different_views_are_refused(log_path: Path) -> None:
+    """`--at 1 --diff 1 2` printed state 1 and dropped the diff without a word; --tree alone was ignored too."""
+    for args, message in (
+        (["--at", "1", "--diff", "1", "2"], "--at and --diff are different views: give one of them"),
+        (["--path", "/value", "--follow"], "--path and --follow are different views"),
+        (["--tree"], "--tree goes with --at"),
+        (["--diff", "0", "1", "--idle-exit", "1"], "--idle-exit goes with --follow"),
+    ):
+        code, out, err = invoke("replay", str(log_path), *args)
+        assert code == 2 and out == "" and message in err, args
