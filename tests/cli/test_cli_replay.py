@@ -214,3 +214,35 @@ def test_options_of_different_views_are_refused(log_path: Path) -> None:
     ):
         code, out, err = invoke("replay", str(log_path), *args)
         assert code == 2 and out == "" and message in err, args
+
+
+@pytest.mark.parametrize("entries", [1, 6])  # the new session shorter than the old one, and longer
+def test_follow_stops_when_an_app_starts_a_new_session_in_the_file(tmp_path: Path, entries: int) -> None:
+    """record_session truncates its file: following on from the old session's offset read the middle of the new
+    one ('line 4 is not a session-log line: b"}\\n"') or nothing at all."""
+    path = tmp_path / "app.jsonl"
+
+    def session(run: str, count: int) -> bytes:
+        lines = [SessionLog.header_line("Counter", {"value": 0, "run": run}, {"run": run})]
+        for seq in range(1, count + 1):
+            patch = [{"op": "replace", "path": "/value", "value": seq}]
+            lines.append(SessionLog.entry_line(seq, seq, {"name": f"{run}{seq}", "path": "", "args": []}, patch, patch))
+        return b"".join(lines)
+
+    path.write_bytes(session("old", 3))
+
+    def restart() -> None:
+        time.sleep(0.4)
+        path.write_bytes(session("new", entries))
+
+    thread = threading.Thread(target=restart)
+    thread.start()
+    code, out, err = invoke("replay", str(path), "--follow", "--idle-exit", "2")
+    thread.join()
+    assert "old3()" in out and "new" not in out
+    assert (
+        code == 1
+        and err
+        == f"error: {path} now holds a new session (an app started recording to it again); "
+        "run replay again to follow that one\n"
+    )
