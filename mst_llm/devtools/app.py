@@ -103,15 +103,17 @@ def create_app(source: Source, *, token: str, hosts: list[str], allow_time_trave
         return await travel_json(request)
 
     async def events(request: Request) -> Response:
-        """Server-sent events: the log's length whenever it grows (the page then fetches what it shows)."""
+        """Server-sent events: the log's length whenever it grows (the page then fetches what it shows), and the
+        session's start, which changes when an app starts a new session in the file (the page then loads afresh)."""
 
         async def stream() -> AsyncIterator[str]:
-            sent = -1
+            sent: dict[str, Any] = {}
             while True:
                 length = await to_thread.run_sync(source.refresh)
-                if length != sent:
-                    sent = length
-                    yield f"data: {json.dumps({'length': length})}\n\n"
+                now = {"length": length, "session": source.session}
+                if now != sent:
+                    sent = now
+                    yield f"data: {json.dumps(now)}\n\n"
                 await anyio.sleep(FOLLOW_INTERVAL)
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})

@@ -49,11 +49,16 @@ class Source:
         self._workdir = workdir
         self._recorder = None
         self._owns_log = not isinstance(log, SessionLog)
+        # a log file that an app writes: the app may start a new session in it (record_session truncates it), which
+        # is then read afresh (read on from the old session's offset, it would look corrupt)
+        self._file = None if isinstance(log, SessionLog) or tree is not None or "://" in os.fspath(log) else Path(log)
+        self._header = b""
         if isinstance(log, SessionLog):
             self._log = log
         else:
             if tree is not None:
                 self._recorder = record_session(tree, log, meta={"source": "mst_llm.devtools"})
+            self._header = self._header_line()
             self._log = SessionLog.open(log)
         self.name = self._log.name  # what the page names: the file, or a stream's URL without credentials
         self._names: list[str] = []  # action name per seq, filled when the timeline is first filtered
@@ -71,12 +76,46 @@ class Source:
         with self._fresh():
             return len(self._log)
 
+    @property
+    def session(self) -> str | None:
+        """When the session shown began (the header's ``started``); it changes when an app starts a new one in the
+        file, and the page then loads afresh."""
+        return None if self._log.header is None else self._log.header.get("started")
+
     @contextmanager
     def _fresh(self) -> Iterator[None]:
         """Hold the lock over a log brought up to date (every answer sees the latest entries)."""
         with self._lock:
-            self._log.refresh()
+            self._reopen_if_new_session()
+            try:
+                self._log.refresh()
+            except SessionLogError:  # a new session read on from the old one's offset looks corrupt
+                if not self._reopen_if_new_session():
+                    raise
+                self._log.refresh()
             yield
+
+    def _header_line(self) -> bytes:
+        if self._file is None:
+            return b""
+        try:
+            with open(self._file, "rb") as file:
+                return file.readline()
+        except OSError as error:
+            raise DevtoolsError(f"{self.name} can no longer be read: {error.strerror}") from None
+
+    def _reopen_if_new_session(self) -> bool:
+        """Open the file afresh if its header line is no longer the one read (the header has the start time)."""
+        header = self._header_line()
+        if header == self._header or not self._header.endswith(b"\n"):
+            self._header = header
+            return False
+        assert self._file is not None
+        self._log.close()
+        self._log = SessionLog.open(self._file)
+        self._header = header
+        self._names = []
+        return True
 
     def info(self) -> dict[str, Any]:
         with self._fresh():

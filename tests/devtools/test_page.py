@@ -267,3 +267,22 @@ def test_diff_shows_an_absent_side_as_absent(page: Page, tmp_path: Path) -> None
         )
         assert rows == [["/value", "0", "1"], ["/log/0", "(absent)", '"bumped by 1"']]
         page.screenshot(path=tmp_path / "diff-absent.png", full_page=True)
+
+
+def test_follows_a_new_session_that_an_app_starts_in_the_file(page: Page, tmp_path: Path) -> None:
+    """record_session truncates its file: the server read on from the old session's offset, and every request
+    failed with 'line 4 is not a session-log line'; now the page loads the new session."""
+    path = tmp_path / "app.jsonl"
+    with record_session(Counter.create({}), path) as first:
+        first.node.bump(1)
+    with serve(path) as server:
+        open_page(page, server, 1)
+        second = Counter.create({})
+        with record_session(second, path):
+            for by in (10, 20, 30):
+                second.bump(by)
+        page.wait_for_function("() => document.getElementById('tree').dataset.seq === '3'", timeout=5000)
+        assert page.text_content("#length") == "3"
+        assert shown_leaves(page) == leaves(get_snapshot(second))
+        info = json.loads(page.evaluate("fetch('api/info?token=' + document.body.dataset.token).then(r => r.text())"))
+        assert info["length"] == 3 and page.text_content("#status") == ""

@@ -267,7 +267,11 @@ function diffOfShownState() {  // until seqs are typed in: what the entry of the
 
 function follow() {
   const events = new EventSource(`api/events?token=${encodeURIComponent(TOKEN)}`);
-  events.onmessage = (message) => onLength(JSON.parse(message.data).length).catch(showError);
+  events.onmessage = (message) => {
+    const data = JSON.parse(message.data);
+    if (data.session !== view.info.started) { location.reload(); return; }  // an app started a new session in the file
+    onLength(data.length).catch(showError);
+  };
   events.onerror = () => showError("the connection to the server was lost; retrying");
   events.onopen = () => showError(null);
 }
