@@ -36,6 +36,13 @@ def summary(entry: Any) -> dict[str, Any]:
     }
 
 
+def _row(entry: Any, seq: int) -> dict[str, Any]:
+    """A timeline row, or for an entry that cannot be read the error naming its line (``seq``: its number)."""
+    if not isinstance(entry, SessionLogError):
+        return summary(entry)
+    return {"seq": seq, "ts": None, "name": None, "path": None, "call": None, "patches": None, "error": str(entry)}
+
+
 class Source:
     """A session log for the page, safe to call from several threads; ``tree``: the live tree it records."""
 
@@ -138,14 +145,30 @@ class Source:
             if not action:
                 total = len(self._log)
                 offset = max(0, min(offset, total))
-                rows = [summary(entry) for entry in self._log.iter_entries(offset + 1, min(total, offset + limit))]
+                found = self._readable(offset + 1, min(total, offset + limit))
+                rows = [_row(entry, seq) for seq, entry in enumerate(found, offset + 1)]
                 return {"total": total, "offset": offset, "entries": rows}
-            self._names.extend(entry.name or "" for entry in self._log.iter_entries(len(self._names) + 1))
+            found = self._readable(len(self._names) + 1, len(self._log))
+            self._names.extend("" if isinstance(entry, SessionLogError) else entry.name or "" for entry in found)
             wanted = action.lower()
             matching = [seq for seq, name in enumerate(self._names, 1) if wanted in name.lower()]
             offset = max(0, min(offset, len(matching)))
-            rows = [summary(self._log.entry(seq)) for seq in matching[offset : offset + limit]]
+            rows = [_row(self._entry_or_error(seq), seq) for seq in matching[offset : offset + limit]]
             return {"total": len(matching), "offset": offset, "entries": rows}
+
+    def _readable(self, first: int, last: int) -> list[Any]:
+        """Entries ``first..last``, a corrupt one as the SessionLogError naming it, so that one bad line in a log
+        leaves the rest of the timeline readable."""
+        try:
+            return list(self._log.iter_entries(first, last))
+        except SessionLogError:
+            return [self._entry_or_error(seq) for seq in range(first, last + 1)]
+
+    def _entry_or_error(self, seq: int) -> Any:
+        try:
+            return self._log.entry(seq)
+        except SessionLogError as error:
+            return error
 
     def state(self, seq: int) -> dict[str, Any]:
         with self._fresh():

@@ -156,3 +156,19 @@ def test_a_diff_leaves_out_the_side_where_a_path_is_absent(tmp_path: Path) -> No
         back = client.get("api/diff", params={"a": 1, "b": 0}).json()["changed"]
     assert forward == [{"path": "/tags/a", "after": {"absent": True}}]
     assert back == [{"path": "/tags/a", "before": {"absent": True}}]
+
+
+def test_one_corrupt_line_leaves_the_rest_of_the_timeline_readable(log_path: Path) -> None:
+    """A page of the timeline that held a corrupt line was a 400, so the page showed no timeline at all."""
+    lines = log_path.read_bytes().splitlines(keepends=True)
+    lines[2] = b'{"seq":2,"ts":1.0,"act GARBAGE\n'  # entry 2 of 3
+    log_path.write_bytes(b"".join(lines))
+    with serve(log_path) as server:
+        client = httpx.Client(base_url=base(server.url), params={"token": server.token})
+        rows = client.get("api/entries").json()["entries"]
+        bumps = client.get("api/entries", params={"action": "bump"}).json()
+        state = client.get("api/state", params={"seq": 3})
+    assert [row["seq"] for row in rows] == [1, 2, 3] and [row["call"] for row in (rows[0], rows[2])] == ["bump()"] * 2
+    assert rows[1]["call"] is None and "line 3 (entry 2, between entries 1 and 3) is corrupt" in rows[1]["error"]
+    assert bumps["total"] == 2 and [row["seq"] for row in bumps["entries"]] == [1, 3]
+    assert state.status_code == 400 and "line 3 (entry 2" in state.json()["error"]  # (a state after it is unknown)

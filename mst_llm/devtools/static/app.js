@@ -135,8 +135,11 @@ async function loadTimeline() {
   view.offset = answer.offset;
   const rows = answer.entries.map((entry) =>
     el("tr", { "data-seq": entry.seq, onclick: () => { $("follow").checked = false; setSeq(entry.seq); } },
-       el("td", {}, String(entry.seq)), el("td", {}, time(entry.ts)),
-       el("td", { title: entry.call }, entry.call), el("td", {}, String(entry.patches))));
+       el("td", {}, String(entry.seq)), el("td", {}, entry.error ? "" : time(entry.ts)),
+       entry.error  // a line of the log that cannot be read: the rest of the timeline still is
+         ? el("td", { class: "corrupt", title: entry.error }, "unreadable: " + entry.error)
+         : el("td", { title: entry.call }, entry.call),
+       el("td", {}, entry.error ? "" : String(entry.patches))));
   $("timeline").tBodies[0].replaceChildren(...rows);
   const last = Math.min(view.total, view.offset + PAGE);
   $("page-label").textContent = view.total ? `${view.offset + 1}–${last} of ${view.total}` : "no entries";
@@ -284,7 +287,7 @@ async function start() {
   $("seq-slider").max = view.length;
   $("length").textContent = view.length;
   view.offset = lastPage(view.length);
-  await loadTimeline();
+  await loadTimeline().catch(showError);  // (the page stays usable: the slider reaches every readable state)
   setSeq(view.length);
   await loadLLM();   // shows the LLM tab when the tree holds models or stores
   follow();
