@@ -286,3 +286,23 @@ def test_follows_a_new_session_that_an_app_starts_in_the_file(page: Page, tmp_pa
         assert shown_leaves(page) == leaves(get_snapshot(second))
         info = json.loads(page.evaluate("fetch('api/info?token=' + document.body.dataset.token).then(r => r.text())"))
         assert info["length"] == 3 and page.text_content("#status") == ""
+
+
+def test_an_empty_log_waits_for_its_header(page: Page, tmp_path: Path) -> None:
+    """An app about to record: the page said 'null · empty.jsonl' and 'the log has no complete header'."""
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(b"")
+    console_errors: list[str] = []
+    page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
+    with serve(path) as server:
+        page.goto(server.url)
+        page.wait_for_function("() => document.getElementById('source').textContent.includes('waiting')")
+        assert page.text_content("#source") == f"{path} (no session header yet: waiting for it)"
+        assert page.text_content("#status") == ""
+        counter = Counter.create({})
+        with record_session(counter, path):
+            counter.bump(5)
+        page.wait_for_function("() => document.getElementById('tree').dataset.seq === '1'", timeout=5000)
+        assert page.text_content("#source") == f"Counter · {path}"
+        assert shown_leaves(page) == leaves(get_snapshot(counter))
+    assert console_errors == []

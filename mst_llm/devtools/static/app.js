@@ -281,6 +281,11 @@ function follow() {
 
 async function start() {
   view.info = await api("info");
+  if (!view.info.started) {  // an empty file (an app about to record to it): the page loads once the header is there
+    $("source").textContent = `${view.info.file} (no session header yet: waiting for it)`;
+    follow();
+    return;
+  }
   $("source").textContent = `${view.info.root_type} · ${view.info.file}${view.info.live ? " (live tree)" : ""}`;
   $("travel").hidden = !view.info.time_travel;
   view.length = view.info.length;
