@@ -92,7 +92,7 @@ def replay(
         if at is not None:
             snapshot = log.snapshot_at(at)
             if tree and not as_json:
-                console.print(_tree(f"state {at}", snapshot))
+                console.print(_tree(f"state {at}", snapshot), soft_wrap=False)  # (soft wrap crops long values)
             else:
                 _echo_json(snapshot)
         elif diff is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -246,3 +247,15 @@ def test_follow_stops_when_an_app_starts_a_new_session_in_the_file(tmp_path: Pat
         == f"error: {path} now holds a new session (an app started recording to it again); "
         "run replay again to follow that one\n"
     )
+
+
+def test_tree_shows_long_values_whole(tmp_path: Path) -> None:
+    """--tree cut a long value at the terminal's edge, with no sign that it was cut."""
+    path = tmp_path / "long.jsonl"
+    counter = Counter.create({})
+    with record_session(counter, path):
+        counter.relabel("x" * 150 + "END")
+    result = CliRunner().invoke(main, ["replay", str(path), "--at", "1", "--tree"], env={"COLUMNS": "80"})
+    unwrapped = re.sub(r"\n[│ ]*", "", result.stdout)  # (wrapped under the tree's guide lines)
+    assert result.exit_code == 0 and f'label: "{"x" * 150}END"' in unwrapped, result.stdout
+    assert max(map(len, result.stdout.splitlines())) <= 80
