@@ -162,7 +162,13 @@ def test_llm_panel(page: Page, demo_log: Path, tmp_path: Path) -> None:
         card = page.locator('#llm .model[data-at="/llama"]')
         card.wait_for()
         assert card.locator(".llm-state").text_content() == final["llama"]["state"]
-        assert f"{final['llama']['tokens_generated']} tokens in 2 generations" in (card.text_content() or "")
+        # (tokens_generated is the last generation's count, not a total over the two)
+        last = f"the last one: {final['llama']['tokens_generated']} tokens at "
+        assert card.locator(".llm-tokens").text_content().startswith(f"2 generations finished; {last}")
+        generating = [e.seq for e in log if e.name == "start_generation"][-1]  # the second one
+        go_to(page, generating)
+        text = "1 generation finished; this one so far: 0 tokens at 0.0 tokens/s"
+        page.wait_for_function(f"() => document.querySelector('#llm .llm-tokens').textContent.startsWith('{text}')")
         points = card.locator("polyline").get_attribute("points") or ""
         target = "/llama/tokens_per_second"
         updates = [e for e in log.changes_to(target) if any(patch["path"] == target for patch in e.patches)]
@@ -229,7 +235,8 @@ def test_the_demo_command_opens_on_the_demo_session_with_its_llm_panel(
         page.wait_for_function(
             "() => document.querySelector('#llm .model[data-at=\"/llama\"] .llm-state')?.textContent === 'released'"
         )
-        assert f"{final['llama']['tokens_generated']} tokens in 1 generations" in (card.text_content() or "")
+        text = f"1 generation finished; the last one: {final['llama']['tokens_generated']} tokens at "
+        assert (card.locator(".llm-tokens").text_content() or "").startswith(text)
         (row,) = page.locator('#llm .store[data-at="/store"] tbody tr').all()
         assert final["store"]["models"][0]["progress"] == 100.0  # ModelInfo.progress is a percentage
         assert (row.locator("td").nth(2).text_content() or "").strip() == "100 %"

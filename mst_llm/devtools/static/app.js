@@ -229,6 +229,14 @@ function chart(series) {
   return svg;
 }
 
+// tokens_generated and tokens_per_second are those of the generation running or last finished, not totals
+function generationText(m) {
+  const finished = `${m.generations} generation${m.generations === 1 ? "" : "s"} finished`;
+  const current = m.state === "generating" ? "this one so far" : m.generations ? "the last one" : "";
+  return current ? `${finished}; ${current}: ${m.tokens_generated} tokens at ${m.tokens_per_second.toFixed(1)} tokens/s`
+                 : finished;
+}
+
 function bar(fraction) { return el("span", { class: "bar" }, el("span", { style: `width:${Math.round(fraction * 100)}%` })); }
 
 async function loadLLM() {
@@ -239,7 +247,7 @@ async function loadLLM() {
     el("h3", {}, `LlamaModel at ${m.at}`),
     el("div", {}, `state: `, el("b", { class: "llm-state" }, m.state), m.error ? `  error: ${m.error}` : ""),
     el("div", {}, "load ", bar(m.load_progress), ` ${(m.load_progress * 100).toFixed(0)} %`),
-    el("div", {}, `${m.tokens_generated} tokens in ${m.generations} generations, last ${m.tokens_per_second.toFixed(1)} tokens/s`),
+    el("div", { class: "llm-tokens" }, generationText(m)),
     el("div", { class: "hint" }, `tokens/s over the session (${m.series.length} points)`), chart(m.series)));
   for (const store of answer.stores) {
     cards.push(el("div", { class: "card store", "data-at": store.at }, el("h3", {}, `LLMStore at ${store.at || "/"}`),
