@@ -313,3 +313,23 @@ def test_an_empty_log_waits_for_its_header(page: Page, tmp_path: Path) -> None:
         assert page.text_content("#source") == f"Counter · {path}"
         assert shown_leaves(page) == leaves(get_snapshot(counter))
     assert console_errors == []
+
+
+def test_who_changed_clears_the_last_answer_on_a_bad_path(page: Page, tmp_path: Path) -> None:
+    """A path that is no JSON pointer showed its error next to the previous path's rows and '2 entries changed ...'."""
+    counter = Counter.create({})
+    path = tmp_path / "who.jsonl"
+    with record_session(counter, path):
+        counter.bump(1)
+        counter.bump(2)
+    with serve(path) as server:
+        open_page(page, server, 2)
+        page.click('#tabs [data-tab="who"]')
+        page.fill("#who-path", "/value")
+        page.press("#who-path", "Enter")
+        summary = "document.getElementById('who-summary').textContent"
+        page.wait_for_function(f"() => {summary} === '2 entries changed /value'")
+        page.fill("#who-path", "value")
+        page.press("#who-path", "Enter")
+        page.wait_for_function("() => document.getElementById('status').textContent.includes('JSON pointer')")
+        assert page.text_content("#who-summary") == "" and page.locator("#who tbody tr").count() == 0

@@ -192,11 +192,14 @@ async function runDiff() {
   } catch (error) { if (ticket === diffTicket) showError(error); }
 }
 
+let whoTicket = 0;  // as for the diff: only the latest answer is shown
 async function whoChanged(path) {
+  const ticket = ++whoTicket;
   $("who-path").value = path;
   showTab("who");
   try {
     const answer = await api("who", { path, limit: 200 });
+    if (ticket !== whoTicket) return;
     $("who-summary").textContent = `${answer.total} entries changed ${path || "the root"}` +
       (answer.total > answer.entries.length ? ` (the last ${answer.entries.length} shown)` : "");
     $("who").tBodies[0].replaceChildren(...answer.entries.map((entry) =>
@@ -204,7 +207,12 @@ async function whoChanged(path) {
          el("td", {}, String(entry.seq)), el("td", {}, time(entry.ts)), el("td", {}, entry.call),
          el("td", {}, entry.changes.map((p) => `${p.op} ${p.path} ${"value" in p ? short(p.value) : ""}`).join("\n")))));
     showError(null);
-  } catch (error) { showError(error); }
+  } catch (error) {
+    if (ticket !== whoTicket) return;
+    $("who-summary").textContent = "";  // not the previous path's answer under the new path
+    $("who").tBodies[0].replaceChildren();
+    showError(error);
+  }
 }
 
 function chart(series) {
