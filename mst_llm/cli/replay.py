@@ -176,15 +176,17 @@ def _print_diff(console: Console, patches: list[dict[str, Any]]) -> None:
 
 def _path_history(log: SessionLog, json_path: str) -> list[dict[str, Any]]:
     """The entries that changed ``json_path``, each with the value there before and after it (a key is left
-    out where the path did not exist)."""
+    out where the path did not exist). Those are the entries whose patches touch the path, and those after which
+    its value differs: adding or removing an array item moves the items after it, whose paths no patch names."""
     wanted = {entry.seq for entry in log.changes_to(json_path)}
     rows = []
-    previous = log.snapshot_at(0)
+    before = resolve(log.snapshot_at(0), json_path)
     for entry, snapshot in log.states():
-        if entry.seq in wanted:
-            values = {"before": resolve(previous, json_path), "after": resolve(snapshot, json_path)}
+        after = resolve(snapshot, json_path)
+        if entry.seq in wanted or (after is ABSENT) != (before is ABSENT) or (after is not before and after != before):
+            values = {"before": before, "after": after}
             rows.append({**_entry_json(entry), **{key: value for key, value in values.items() if value is not ABSENT}})
-        previous = snapshot
+        before = after
     return rows
 
 

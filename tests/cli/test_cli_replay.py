@@ -259,3 +259,31 @@ def test_tree_shows_long_values_whole(tmp_path: Path) -> None:
     unwrapped = re.sub(r"\n[│ ]*", "", result.stdout)  # (wrapped under the tree's guide lines)
     assert result.exit_code == 0 and f'label: "{"x" * 150}END"' in unwrapped, result.stdout
     assert max(map(len, result.stdout.splitlines())) <= 80
+
+
+@model
+class Queue:
+    items: list[str]
+
+    @action
+    def push(self, item: str) -> None:
+        self.items.append(item)
+
+    @action
+    def pop_first(self) -> None:
+        del self.items[0]
+
+
+def test_path_history_lists_an_item_moved_by_a_removal_before_it(tmp_path: Path) -> None:
+    """Removing items[0] moves items[1] to items[0]: no patch names /items/1, but its value changed there."""
+    path = tmp_path / "queue.jsonl"
+    queue = Queue.create({})
+    with record_session(queue, path):
+        for item in ("a", "b", "c"):
+            queue.push(item)
+        queue.pop_first()
+    code, out, _ = invoke("replay", str(path), "--path", "/items/1", "--json")
+    rows = [{key: row.get(key) for key in ("seq", "before", "after")} for row in json.loads(out)]
+    assert code == 0 and rows == [{"seq": 2, "before": None, "after": "b"}, {"seq": 4, "before": "b", "after": "c"}]
+    code, out, _ = invoke("replay", str(path), "--path", "/items/2")
+    assert code == 0 and "2 entries changed /items/2" in out and "pop_first()" in out
