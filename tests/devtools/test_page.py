@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import Page
+from playwright.sync_api import Browser, Page
 
 from mst_llm import SessionLog, action, escape_json_path, get_snapshot, model, record_session
 from mst_llm.cli.demo import DEFAULT_KEY, DEFAULT_PROMPT
@@ -333,3 +333,22 @@ def test_who_changed_clears_the_last_answer_on_a_bad_path(page: Page, tmp_path: 
         page.press("#who-path", "Enter")
         page.wait_for_function("() => document.getElementById('status').textContent.includes('JSON pointer')")
         assert page.text_content("#who-summary") == "" and page.locator("#who tbody tr").count() == 0
+
+
+def test_the_timeline_fits_its_pane_on_a_small_window(browser: Browser, demo_log: Path) -> None:
+    """With a fixed max-width on the action, the patches column fell off the pane of a 1200px window."""
+    log = SessionLog.open(demo_log)
+    context = browser.new_context(viewport={"width": 1000, "height": 700})
+    page = context.new_page()
+    try:
+        with serve(demo_log) as server:
+            open_page(page, server, len(log))
+            pane = page.evaluate(
+                "(() => { const p = document.getElementById('timeline-pane'); "
+                "return [p.scrollWidth, p.clientWidth, p.getBoundingClientRect().right]; })()"
+            )
+            assert pane[0] <= pane[1], pane
+            last_cell = page.locator("#timeline tbody tr").first.locator("td").nth(3).bounding_box()
+            assert last_cell is not None and last_cell["x"] + last_cell["width"] <= pane[2]
+    finally:
+        context.close()
