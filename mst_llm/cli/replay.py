@@ -97,7 +97,7 @@ def replay(
                 _echo_json(snapshot)
         elif diff is not None:
             patches = log.diff(*diff)
-            _echo_json(patches) if as_json else _print_diff(console, patches)
+            _echo_json(patches) if as_json else _print_diff(console, patches, *diff)
         elif json_path is not None:
             rows = _path_history(log, json_path)
             _echo_json(rows) if as_json else _print_path_history(console, rows, json_path)
@@ -165,13 +165,16 @@ def _print_summary(console: Console, log: SessionLog) -> None:
         console.print(table)
 
 
-def _print_diff(console: Console, patches: list[dict[str, Any]]) -> None:
-    table = Table("op", "path", "value")
+def _print_diff(console: Console, patches: list[dict[str, Any]], a: int, b: int) -> None:
+    if not patches:
+        console.print(f"no changes from state {a} to state {b}")
+        return
+    table = Table("op", "path", "value", title=f"from state {a} to state {b}", title_justify="left")
     for patch in patches:
         value = json.dumps(patch["value"], ensure_ascii=False) if "value" in patch else ""
         table.add_row(patch["op"], Text(patch["path"] or '""'), Text(value))
     console.print(table)
-    console.print(f"{len(patches)} patches")
+    console.print(f"{len(patches)} {'patch' if len(patches) == 1 else 'patches'}")
 
 
 def _path_history(log: SessionLog, json_path: str) -> list[dict[str, Any]]:

@@ -287,3 +287,11 @@ def test_path_history_lists_an_item_moved_by_a_removal_before_it(tmp_path: Path)
     assert code == 0 and rows == [{"seq": 2, "before": None, "after": "b"}, {"seq": 4, "before": "b", "after": "c"}]
     code, out, _ = invoke("replay", str(path), "--path", "/items/2")
     assert code == 0 and "2 entries changed /items/2" in out and "pop_first()" in out
+
+
+def test_diff_without_changes_says_so(log_path: Path) -> None:
+    """An empty table and '0 patches' read like a failure to find the states."""
+    code, out, _ = invoke("replay", str(log_path), "--diff", "2", "2")
+    assert code == 0 and out == "no changes from state 2 to state 2\n"
+    code, out, _ = invoke("replay", str(log_path), "--diff", "1", "2")
+    assert code == 0 and out.startswith("from state 1 to state 2\n") and out.endswith("\n1 patch\n")
