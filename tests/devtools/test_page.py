@@ -352,3 +352,21 @@ def test_the_timeline_fits_its_pane_on_a_small_window(browser: Browser, demo_log
             assert last_cell is not None and last_cell["x"] + last_cell["width"] <= pane[2]
     finally:
         context.close()
+
+
+def test_a_diff_out_of_range_clears_the_last_one(page: Page, tmp_path: Path) -> None:
+    """'seq 9 is out of range' showed above the previous diff's tables and '2 patches, 2 paths'."""
+    counter = Counter.create({})
+    path = tmp_path / "diff.jsonl"
+    with record_session(counter, path):
+        counter.bump(1)
+    with serve(path) as server:
+        open_page(page, server, 1)
+        page.click('#tabs [data-tab="diff"]')
+        page.wait_for_selector('#diff-patches[data-range="0-1"]', state="attached")
+        assert page.locator("#diff-patches tbody tr").count() == 2
+        page.fill("#diff-b", "9")
+        page.press("#diff-b", "Enter")
+        page.wait_for_function("() => document.getElementById('status').textContent.includes('out of range')")
+        assert page.text_content("#diff-summary") == "" and page.locator("#diff-patches tbody tr").count() == 0
+        assert page.locator("#diff-changed tbody tr").count() == 0

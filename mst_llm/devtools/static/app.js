@@ -189,7 +189,14 @@ async function runDiff() {
       el("tr", {}, el("td", {}, patch.op), el("td", {}, patch.path || '""'),
          el("td", {}, "value" in patch ? short(patch.value) : ""))));
     showError(null);
-  } catch (error) { if (ticket === diffTicket) showError(error); }
+  } catch (error) {
+    if (ticket !== diffTicket) return;
+    delete $("diff-patches").dataset.range;  // not the previous diff's tables under the new seqs
+    $("diff-summary").textContent = "";
+    $("diff-changed").tBodies[0].replaceChildren();
+    $("diff-patches").tBodies[0].replaceChildren();
+    showError(error);
+  }
 }
 
 let whoTicket = 0;  // as for the diff: only the latest answer is shown
