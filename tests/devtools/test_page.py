@@ -370,3 +370,25 @@ def test_a_diff_out_of_range_clears_the_last_one(page: Page, tmp_path: Path) -> 
         page.wait_for_function("() => document.getElementById('status').textContent.includes('out of range')")
         assert page.text_content("#diff-summary") == "" and page.locator("#diff-patches tbody tr").count() == 0
         assert page.locator("#diff-changed tbody tr").count() == 0
+
+
+def test_a_state_that_cannot_be_read_is_not_shown_as_the_last_one(page: Page, tmp_path: Path) -> None:
+    """After a corrupt line the page said 'state 3' over the tree of the state shown before, with no sign of it."""
+    counter = Counter.create({})
+    path = tmp_path / "corrupt.jsonl"
+    with record_session(counter, path):
+        for by in (1, 2, 3):
+            counter.bump(by)
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[2] = b'{"seq":2,"ts":1.0,"act GARBAGE\n'
+    path.write_bytes(b"".join(lines))
+    with serve(path) as server:
+        page.goto(server.url)
+        page.wait_for_function("() => document.getElementById('status').textContent.includes('line 3 (entry 2')")
+        go_to(page, 1)
+        assert shown_leaves(page) == {"/value": 1, "/log/0": "bumped by 1"}
+        page.eval_on_selector("#seq-slider", "el => { el.value = 3; el.dispatchEvent(new Event('input')); }")
+        page.wait_for_function("() => document.getElementById('tree').textContent === 'state 3 cannot be shown'")
+        assert page.text_content("#seq-label") == "3" and "line 3 (entry 2" in (page.text_content("#status") or "")
+        page.click("#collapse-all")
+        assert page.text_content("#tree") == "state 3 cannot be shown"

@@ -86,6 +86,7 @@ function renderTree(state) {
 
 function setAll(open) {
   view.expanded = new Set([""]);
+  if (view.state === null) return;  // (no state shown)
   if (!open) { renderTree(view.state); return; }
   let budget = 5000;   // nodes opened at most, so a huge state cannot freeze the page
   for (let closed; budget > 0 && (closed = [...$("tree").querySelectorAll("details:not([open])")]).length;) {
@@ -117,7 +118,16 @@ async function loadState() {
       if (view.tab === "llm") await loadLLM();
     } while (view.pending);
     showError(null);
-  } catch (error) { showError(error); } finally { view.busy = false; }
+  } catch (error) {  // (a corrupt line before it): not the last state shown under this one's number
+    $("tree").replaceChildren(el("div", { class: "hint" }, `state ${view.seq} cannot be shown`));
+    delete $("tree").dataset.seq;
+    $("seq-entry").textContent = "";
+    view.state = null;
+    showError(error);
+  } finally {
+    view.busy = false;
+    if (view.pending) loadState();  // a move made while the failed request was out
+  }
 }
 
 function setSeq(seq) {
