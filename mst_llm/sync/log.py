@@ -43,15 +43,10 @@ class StreamLog(SessionLog):
         self._finalizer = weakref.finalize(self, _discard, self._client, self._file, path)
         try:
             header = self._call(self._client.get, Keys(stream).header)
-            if header is None:
-                raise SessionLogError(f"{redact(broker)}: there is no replicated stream {stream!r} (no header)")
+            if header is None:  # a missing file, not an empty one: waiting could be for a mistyped name forever
+                raise SessionLogError(f"{self.url}: no replica has joined this stream yet (it has no header)")
             self._file.write(header.rstrip(b"\n") + b"\n")
             super().__init__(path)  # reads the header, then refresh() copies and indexes the entries
-            # the first entries are gone when none was copied and a checkpoint stands past them; a checkpoint
-            # written after the copy says nothing of the entries copied (a trim after it shows as refresh()'s gap)
-            checkpoint = int(self._call(self._client.hget, Keys(stream).checkpoint, "seq") or 0)
-            if self._copied == 0 and checkpoint > 0:
-                raise SessionLogError(f"{self.url}: entries up to {checkpoint} were trimmed{HINT}")
         except BaseException:
             self.close()
             raise
@@ -65,12 +60,13 @@ class StreamLog(SessionLog):
         if not self._finalizer.alive:
             raise SessionLogError(f"{self.url}: the log is closed")
         while True:
-            rows = self._call(self._client.xrange, self._stream, f"{self._copied + 1}-0", "+", count=READ_BATCH)
+            rows, checkpoint = self._read_next()
+            if not rows and checkpoint > self._copied:
+                raise self._trimmed(checkpoint)
             for entry_id, fields in rows:
                 seq = entry_seq(entry_id)
                 if seq != self._copied + 1:
-                    trimmed = f"entries {self._copied + 1}..{seq - 1} were trimmed"
-                    raise SessionLogError(f"{self.url}: {trimmed}{HINT}")
+                    raise self._trimmed(seq - 1)
                 body = fields.get(b"e")
                 if body is None:
                     raise SessionLogError(f"{self.url}: entry {seq} has no field 'e' (it is not a session-log entry)")
@@ -84,6 +80,21 @@ class StreamLog(SessionLog):
     def close(self) -> None:
         """Close the connection and delete the copy (also done when the log is garbage-collected)."""
         self._finalizer()
+
+    def _read_next(self) -> tuple[list[Any], int]:
+        """The entries after the last one copied and the checkpoint's seq, read at one instant (MULTI/EXEC).
+
+        Entries up to a checkpoint are in the stream before it is stored, so a checkpoint past the last entry
+        copied with no entry after it means they were trimmed. Read apart, entries and a checkpoint appended
+        between the two reads looked the same: open() refused a live stream that was empty when it was copied."""
+        with self._client.pipeline(transaction=True) as both:
+            both.xrange(self._stream, f"{self._copied + 1}-0", "+", count=READ_BATCH)
+            both.hget(Keys(self._stream).checkpoint, "seq")
+            rows, checkpoint = self._call(both.execute)
+        return rows, int(checkpoint or 0)
+
+    def _trimmed(self, last: int) -> SessionLogError:
+        return SessionLogError(f"{self.url}: entries {self._copied + 1}..{last} were trimmed{HINT}")
 
     def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
