@@ -25,6 +25,8 @@ from uuid import uuid4
 import orjson
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from mst_llm import (
     Commit,
@@ -58,6 +60,11 @@ log = logging.getLogger("mst_llm.sync")
 
 Status = Literal["syncing", "live", "reconnecting", "closed"]
 ConflictKind = Literal["not_rerunnable", "rerun_failed", "bad_entry", "missing_entries", "unpublished"]
+# A command that fails on a pooled connection is sent once more on a fresh one: after a broker restart a connection
+# opened to the old process fails on its first use (redis-py 8.1 no longer replaces one the server closed, and
+# from_url retries nothing), which flapped the status live -> reconnecting -> live. An append whose reply was lost
+# and that is sent again finds its seq taken, and the replica recognises its own entry by its origin tag.
+RETRY_ONCE = Retry(NoBackoff(), 1)
 # Connection trouble worth retrying (a broker that restarts, loads its AOF, or drops us); anything else is fatal.
 RETRYABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError, asyncio.TimeoutError)
 FATAL = (redis_errors.AuthenticationError, redis_errors.AuthorizationError)
@@ -154,7 +161,7 @@ class Replica:
         self._top = 0  # the highest seq known to be in the stream
         self._keys = Keys(stream)
         try:
-            self._client = Redis.from_url(url, **(client_options or {}))
+            self._client = Redis.from_url(url, **{"retry": RETRY_ONCE, **(client_options or {})})
         except ValueError as error:
             raise SyncError(f"bad broker URL {self.url}: {scrub(error, self._secret)}") from None
         self._append = self._client.register_script(APPEND)

@@ -69,7 +69,8 @@ def test_eight_replicas_survive_a_broker_killed_and_restarted(own_broker: Broker
     tokens = {f"w{index}-{i}" for index in range(8) for i in range(per_worker)}
     for result in results:
         assert result["snapshot"] == replayed
-        assert "reconnecting" in result["statuses"] and result["statuses"][-2:] == ["live", "closed"]
+        # one reconnecting episode: no read that fails once more on a connection opened before the restart
+        assert result["statuses"] == ["reconnecting", "live", "closed"]
         assert result["conflicts"] == []
     assert set(replayed["seen"]) == tokens and replayed["count"] == total
     assert sorted(replayed["seen"].values()) == list(range(1, total + 1))  # no gap, no duplicate
