@@ -5,6 +5,7 @@ Screenshots of each view land in the test's tmp dir."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -260,15 +262,22 @@ def wait_for_line(path: Path, prefix: str, child: subprocess.Popen[bytes], timeo
     raise AssertionError(f"no line starting {prefix!r} within {timeout} s: {path.read_text()}")
 
 
-def test_diff_shows_an_absent_side_as_absent(page: Page, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def diff_of_one_bump(page: Page, tmp_path: Path) -> Iterator[None]:
+    """The page's Diff tab open on a log of one ``bump(1)`` (state 0 to 1), while the server runs."""
     counter = Counter.create({})
-    path = tmp_path / "grow.jsonl"
+    path = tmp_path / "bump.jsonl"
     with record_session(counter, path):
         counter.bump(1)
     with serve(path) as server:
         open_page(page, server, 1)
         page.click('#tabs [data-tab="diff"]')
         page.wait_for_selector('#diff-patches[data-range="0-1"]', state="attached")
+        yield
+
+
+def test_diff_shows_an_absent_side_as_absent(page: Page, tmp_path: Path) -> None:
+    with diff_of_one_bump(page, tmp_path):
         rows = page.eval_on_selector_all(
             "#diff-changed tbody tr", "trs => trs.map(tr => [...tr.cells].map(td => td.textContent))"
         )
@@ -356,14 +365,7 @@ def test_the_timeline_fits_its_pane_on_a_small_window(browser: Browser, demo_log
 
 def test_a_diff_out_of_range_clears_the_last_one(page: Page, tmp_path: Path) -> None:
     """'seq 9 is out of range' showed above the previous diff's tables and '2 patches, 2 paths'."""
-    counter = Counter.create({})
-    path = tmp_path / "diff.jsonl"
-    with record_session(counter, path):
-        counter.bump(1)
-    with serve(path) as server:
-        open_page(page, server, 1)
-        page.click('#tabs [data-tab="diff"]')
-        page.wait_for_selector('#diff-patches[data-range="0-1"]', state="attached")
+    with diff_of_one_bump(page, tmp_path):
         assert page.locator("#diff-patches tbody tr").count() == 2
         page.fill("#diff-b", "9")
         page.press("#diff-b", "Enter")
