@@ -315,11 +315,44 @@ def test_header_versions_are_named(tmp_path: Path) -> None:
     header = json.loads(lines[0])
     del header["version"]
     path.write_text(json.dumps(header) + "\n")
-    with pytest.raises(SessionLogError, match=r"has no format version \(this mst_llm reads version 1;"):
+    with pytest.raises(
+        SessionLogError, match=rf"{path}: session log has no format version \(this mst_llm reads version 1;"
+    ):
         SessionLog.open(path)
     header = {"version": 3, **header}  # another key order, spaces: still recognised as a header
     path.write_text(json.dumps(header) + "\n")
     with pytest.raises(SessionLogError, match=r"format version 3 is not supported \(this mst_llm reads version 1"):
+        SessionLog.open(path)
+
+
+def test_a_misnumbered_entry_inside_a_chunk_is_named(tmp_path: Path) -> None:
+    """Entries are parsed in chunks; a wrong seq between a chunk's first and last entry was not noticed."""
+    path = tmp_path / "s.jsonl"
+    board = Board.create({})
+    with record_session(board, path, checkpoint_every=None):
+        for i in range(5):
+            board.add(f"t{i}")
+    path.write_text(path.read_text().replace('{"seq":3,', '{"seq":7,', 1))
+    log = SessionLog.open(path)
+    with pytest.raises(
+        SessionLogError, match=r"line 4 \(entry 3, between entries 2 and 4\) is corrupt: it is numbered 7"
+    ):
+        list(log)
+
+
+def test_bad_ranges_and_files_are_session_log_errors(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    record_board(path)
+    log = SessionLog.open(path)
+    for bad in (lambda: list(log.states(1, len(log) + 5)), lambda: list(log.iter_entries(0))):
+        with pytest.raises(SessionLogError, match=r"is out of range: this log has states 1\.\."):
+            bad()
+    assert list(log.iter_entries(3, 2)) == []  # an empty range is empty
+    for missing in (tmp_path / "nothing.jsonl", tmp_path):
+        with pytest.raises(SessionLogError, match=f"{missing}: cannot read the log: "):
+            SessionLog.open(missing)
+    path.write_text("hello\n")
+    with pytest.raises(SessionLogError, match=f"{path}: not an mst_llm session log"):
         SessionLog.open(path)
 
 

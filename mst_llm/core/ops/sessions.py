@@ -427,7 +427,11 @@ class SessionLog:
     def refresh(self) -> int:
         """Index lines appended since the last call (a live log); returns how many entries were added."""
         before = len(self._starts)
-        with open(self.path, "rb") as file:
+        try:
+            file = open(self.path, "rb")  # noqa: SIM115 (closed by the with below: only the open is guarded)
+        except OSError as error:  # missing, a directory, no permission
+            raise SessionLogError(f"{self.name}: cannot read the log: {error.strerror or error}") from error
+        with file:
             file.seek(self._scanned)
             position = self._scanned
             torn = b""
@@ -446,7 +450,7 @@ class SessionLog:
     def _index_line(self, line: bytes, position: int) -> None:
         end = position + len(line)
         if position == 0:
-            self.header = _check_header(line)
+            self.header = _check_header(line, self.name)
             self._header_end = end
         elif line.startswith(_ENTRY_PREFIX):
             self._starts.append(position)
@@ -480,6 +484,9 @@ class SessionLog:
     def iter_entries(self, start: int = 1, stop: int | None = None) -> Iterator[LogEntry]:
         """Entries ``start`` to ``stop`` (inclusive; default the last), parsed in chunks."""
         stop = len(self) if stop is None else stop
+        if start <= stop:
+            self._check_seq(start, first=1)
+            self._check_seq(stop, first=1)
         seq = start
         while seq <= stop:
             # a contiguous run of entry lines: up to the next checkpoint line and at most _CHUNK entries
@@ -508,7 +515,7 @@ class SessionLog:
             ]
         except (ValueError, KeyError, TypeError):
             raise self._corrupt_entry(first, last) from None
-        if entries[0].seq != first or entries[-1].seq != last:
+        if [entry.seq for entry in entries] != list(range(first, last + 1)):
             raise self._corrupt_entry(first, last)
         return entries
 
@@ -673,7 +680,7 @@ def _parses(line: bytes) -> bool:
     return True
 
 
-def _check_header(line: bytes) -> dict[str, Any]:
+def _check_header(line: bytes, name: str) -> dict[str, Any]:
     readable = ", ".join(map(str, READABLE_VERSIONS))
     try:
         header = json.loads(line)
@@ -681,14 +688,14 @@ def _check_header(line: bytes) -> dict[str, Any]:
         header = None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise SessionLogError(
-            f"not an mst_llm session log: the first line is not a session header "
+            f"{name}: not an mst_llm session log: the first line is not a session header "
             f'(expected {{"format":"{FORMAT}","version":N,...}}, found {line[:60]!r})'
         )
     version = header.get("version")
     if version not in READABLE_VERSIONS:
         found = "has no format version" if version is None else f"format version {version!r} is not supported"
         raise SessionLogError(
-            f"session log {found} (this mst_llm reads version {readable}; the log was written by mst_llm "
+            f"{name}: session log {found} (this mst_llm reads version {readable}; the log was written by mst_llm "
             f"{header.get('library_version', '?')})"
         )
     return header
