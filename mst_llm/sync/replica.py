@@ -60,11 +60,6 @@ log = logging.getLogger("mst_llm.sync")
 
 Status = Literal["syncing", "live", "reconnecting", "closed"]
 ConflictKind = Literal["not_rerunnable", "rerun_failed", "bad_entry", "missing_entries", "unpublished"]
-# A command that fails on a pooled connection is sent once more on a fresh one: after a broker restart a connection
-# opened to the old process fails on its first use (redis-py 8.1 no longer replaces one the server closed, and
-# from_url retries nothing), which flapped the status live -> reconnecting -> live. An append whose reply was lost
-# and that is sent again finds its seq taken, and the replica recognises its own entry by its origin tag.
-RETRY_ONCE = Retry(NoBackoff(), 1)
 # Connection trouble worth retrying (a broker that restarts, loads its AOF, or drops us); anything else is fatal.
 RETRYABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError, asyncio.TimeoutError)
 FATAL = (redis_errors.AuthenticationError, redis_errors.AuthorizationError)
@@ -161,7 +156,12 @@ class Replica:
         self._top = 0  # the highest seq known to be in the stream
         self._keys = Keys(stream)
         try:
-            self._client = Redis.from_url(url, **{"retry": RETRY_ONCE, **(client_options or {})})
+            # a command that fails on a pooled connection is sent once more on a fresh one: after a broker restart a
+            # connection opened to the old process fails on its first use (redis-py 8.1 no longer replaces one the
+            # server closed, and from_url retries nothing), which flapped the status live -> reconnecting -> live.
+            # An append whose reply was lost and is sent again finds its seq taken, and the replica recognises its
+            # own entry by its origin tag. (A Retry per client: redis-py may update its error list in place.)
+            self._client = Redis.from_url(url, **{"retry": Retry(NoBackoff(), 1), **(client_options or {})})
         except ValueError as error:
             raise SyncError(f"bad broker URL {self.url}: {scrub(error, self._secret)}") from None
         self._append = self._client.register_script(APPEND)
