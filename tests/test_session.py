@@ -356,6 +356,19 @@ def test_bad_ranges_and_files_are_session_log_errors(tmp_path: Path) -> None:
         SessionLog.open(path)
 
 
+def test_new_session_tells_a_file_that_an_app_records_to_again(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    path.touch()
+    log = SessionLog.open(path)
+    assert not log.new_session()  # nothing indexed yet: whatever comes is the session
+    record_board(path)
+    log.refresh()
+    assert len(log) == 5 and not log.new_session()
+    record_board(path)  # truncates the file and writes a new header (another start time)
+    assert log.new_session()
+    assert not SessionLog.open(path).new_session()
+
+
 def test_a_log_iterates_over_its_entries(tmp_path: Path) -> None:
     path = tmp_path / "s.jsonl"
     record_board(path)

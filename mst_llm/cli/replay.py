@@ -6,7 +6,6 @@ import json
 import time
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import click
@@ -102,7 +101,7 @@ def replay(
             rows = _path_history(log, json_path)
             _echo_json(rows) if as_json else _print_path_history(console, rows, json_path)
         elif follow:
-            _follow(console, log, idle_exit, as_json, None if "://" in log_path else Path(log_path))
+            _follow(console, log, idle_exit, as_json)
         else:
             _echo_json(_summary(log)) if as_json else _print_summary(console, log)
 
@@ -242,12 +241,10 @@ def _shown(value: Any) -> str:
     return "(absent)" if value is ABSENT else value_text(value, 40)
 
 
-def _follow(console: Console, log: SessionLog, idle_exit: float | None, as_json: bool, path: Path | None) -> None:
-    """Print the last entries, then each new one. ``path``: the file (None for a stream), watched for an app that
-    starts a new session in it (``record_session`` truncates it), which the reader would take for corruption."""
+def _follow(console: Console, log: SessionLog, idle_exit: float | None, as_json: bool) -> None:
+    """Print the last entries, then each new one; stop when an app starts a new session in the file."""
     printed = max(0, len(log) - 10)
     idle_since = time.monotonic()
-    header = _first_line(log, path)
     try:
         while True:
             for entry in log.iter_entries(printed + 1):
@@ -258,11 +255,11 @@ def _follow(console: Console, log: SessionLog, idle_exit: float | None, as_json:
                     line = f"{entry.seq:>8}  {_when(entry.ts)}  {call}  ({len(entry.patches)} patches)"
                     console.print(Text(line))
                 printed = entry.seq
-            header = _same_session(log, path, header)
+            _same_session(log)
             try:
                 grew = log.refresh()
             except SessionLogError:
-                _same_session(log, path, header)  # (a new session read from the old one's offset looks corrupt)
+                _same_session(log)  # (a new session read from the old one's offset looks corrupt)
                 raise
             if grew:
                 idle_since = time.monotonic()
@@ -274,27 +271,13 @@ def _follow(console: Console, log: SessionLog, idle_exit: float | None, as_json:
         return
 
 
-def _first_line(log: SessionLog, path: Path | None) -> bytes:
-    """The file's header line as written so far (b"" for a stream)."""
-    if path is None:
-        return b""
-    try:
-        with open(path, "rb") as file:
-            return file.readline()
-    except OSError as error:
-        raise SessionLogError(f"{log.name} can no longer be read: {error.strerror}") from None
-
-
-def _same_session(log: SessionLog, path: Path | None, header: bytes) -> bytes:
-    """The header line now; raises if the file holds another session than the one followed (its header differs:
-    the header has the session's start time)."""
-    now = _first_line(log, path)
-    if header.endswith(b"\n") and now != header:
+def _same_session(log: SessionLog) -> None:
+    """Raise if an app started a new session in the followed file (``SessionLog.new_session``)."""
+    if log.new_session():
         raise SessionLogError(
             f"{log.name} now holds a new session (an app started recording to it again); run replay again to "
             "follow that one"
         )
-    return now
 
 
 def _tree(label: str, value: Any) -> Tree:

@@ -56,16 +56,11 @@ class Source:
         self._workdir = workdir
         self._recorder = None
         self._owns_log = not isinstance(log, SessionLog)
-        # a log file that an app writes: the app may start a new session in it (record_session truncates it), which
-        # is then read afresh (read on from the old session's offset, it would look corrupt)
-        self._file = None if isinstance(log, SessionLog) or tree is not None or "://" in os.fspath(log) else Path(log)
-        self._header = b""
         if isinstance(log, SessionLog):
             self._log = log
         else:
             if tree is not None:
                 self._recorder = record_session(tree, log, meta={"source": "mst_llm.devtools"})
-            self._header = self._header_line()
             self._log = SessionLog.open(log)
         self.name = self._log.name  # what the page names: the file, or a stream's URL without credentials
         self._names: list[str] = []  # action name per seq, filled when the timeline is first filtered
@@ -102,25 +97,14 @@ class Source:
                 self._log.refresh()
             yield
 
-    def _header_line(self) -> bytes:
-        if self._file is None:
-            return b""
-        try:
-            with open(self._file, "rb") as file:
-                return file.readline()
-        except OSError as error:
-            raise DevtoolsError(f"{self.name} can no longer be read: {error.strerror}") from None
-
     def _reopen_if_new_session(self) -> bool:
-        """Open the file afresh if its header line is no longer the one read (the header has the start time)."""
-        header = self._header_line()
-        if header == self._header or not self._header.endswith(b"\n"):
-            self._header = header
+        """Open the file afresh when an app started a new session in it (``SessionLog.new_session``)."""
+        if not self._log.new_session():
             return False
-        assert self._file is not None
-        self._log.close()
-        self._log = SessionLog.open(self._file)
-        self._header = header
+        if self._owns_log:
+            self._log.close()  # (one given open stays the caller's to close)
+        self._log = SessionLog.open(self._log.path)
+        self._owns_log = True
         self._names = []
         return True
 

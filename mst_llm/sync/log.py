@@ -77,6 +77,10 @@ class StreamLog(SessionLog):
         self._file.flush()
         return super().refresh()
 
+    def new_session(self) -> bool:
+        """Never: the file read is this reader's private copy (a stream's entries are only ever appended)."""
+        return False
+
     def close(self) -> None:
         """Close the connection and delete the copy (also done when the log is garbage-collected)."""
         self._finalizer()

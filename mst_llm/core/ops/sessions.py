@@ -55,6 +55,7 @@ FlushMode = Literal["line", "batch"]
 # checkpoints cost at most ~1/CHECKPOINT_SIZE_FACTOR of the log (in bytes and encoding time) on big trees.
 CHECKPOINT_SIZE_FACTOR = 4
 _CHUNK = 4096  # entries parsed per json.loads call when streaming
+_SESSION_MARK = 4096  # bytes of the header line compared by new_session: its start time is in the first hundred
 
 _ENTRY_PREFIX = b'{"seq":'
 _CHECKPOINT_PREFIX = b'{"checkpoint":'
@@ -394,6 +395,7 @@ class SessionLog:
         self._checkpoint_seqs: list[int] = []
         self._checkpoint_ranges: list[tuple[int, int]] = []
         self._scanned = 0  # byte offset up to which complete lines have been indexed
+        self._session_mark = b""  # the start of the header line indexed (see new_session)
         self._lines = 0  # how many lines that is
         self.refresh()
 
@@ -428,30 +430,42 @@ class SessionLog:
         """Index lines appended since the last call (a live log); returns how many entries were added."""
         before = len(self._starts)
         try:
-            file = open(self.path, "rb")  # noqa: SIM115 (closed by the with below: only the open is guarded)
+            with open(self.path, "rb") as file:
+                file.seek(self._scanned)
+                position = self._scanned
+                torn = b""
+                for line in file:
+                    if not line.endswith(b"\n") and not _parses(line):
+                        torn = line
+                        break
+                    self._lines += 1
+                    self._index_line(line, position)
+                    position += len(line)
         except OSError as error:  # missing, a directory, no permission
             raise SessionLogError(f"{self.name}: cannot read the log: {error.strerror or error}") from error
-        with file:
-            file.seek(self._scanned)
-            position = self._scanned
-            torn = b""
-            for line in file:
-                if not line.endswith(b"\n") and not _parses(line):
-                    torn = line
-                    break
-                self._lines += 1
-                self._index_line(line, position)
-                position += len(line)
         self._scanned = position
         self.truncated = bool(torn)
         self.truncated_bytes = len(torn)
         return len(self._starts) - before
+
+    def new_session(self) -> bool:
+        """Whether the file now holds another session than the one indexed: an app started recording to it again
+        (``record_session`` truncates it), so its header (which has the start time) changed. Read on from the old
+        session's offset, the new one would look corrupt; a follower opens the file afresh or stops."""
+        if not self._session_mark:  # no header indexed yet: whatever comes is the session
+            return False
+        try:
+            with open(self.path, "rb") as file:
+                return file.read(len(self._session_mark)) != self._session_mark
+        except OSError as error:
+            raise SessionLogError(f"{self.name}: cannot read the log: {error.strerror or error}") from error
 
     def _index_line(self, line: bytes, position: int) -> None:
         end = position + len(line)
         if position == 0:
             self.header = _check_header(line, self.name)
             self._header_end = end
+            self._session_mark = line[:_SESSION_MARK]
         elif line.startswith(_ENTRY_PREFIX):
             self._starts.append(position)
             self._ends.append(end)
